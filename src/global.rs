@@ -571,7 +571,9 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
             meta.transition(PageKind::Cached, PageKind::Allocated);
             return self.reject_pages(addr, count);
         }
-        if let Some(order) = PageCache::order_for(count, 1) {
+        // Only naturally aligned runs are cached (a run grown in place may
+        // not be), so a cached block honours any alignment up to its size.
+        if let Some(order) = PageCache::order_for(count, 1).filter(|&o| addr % (PAGE_SIZE << o) == 0) {
             let cached = self.with_slot(|slot, _, local| {
                 if !local.pages.push(order, addr) {
                     self.flush_pages(slot, local, order, PAGE_CACHE_BATCH);
