@@ -382,9 +382,8 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         let done = self.with_slot(|slot, id, local| {
             if owner == id {
                 // SAFETY: we own the slab's CPU slot; caller contract.
-                if let SlabDeallocResult::FreeSlab { base, pages } =
-                    unsafe { local.slab.dealloc_in(hdr, obj, None) }
-                {
+                let result = unsafe { local.slab.dealloc_in(hdr, obj, None) };
+                if let SlabDeallocResult::FreeSlab { base, pages } = result {
                     self.free_slab(base, pages);
                 }
                 return Ok(());
@@ -479,12 +478,11 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         if count == 0 || !(align_bytes == 0 || align_bytes.is_power_of_two()) {
             return Err(AllocError::InvalidParam);
         }
-        if let Some(order) = PageCache::order_for(count, align_bytes >> Self::PAGE_SHIFT) {
-            if let Ok(Some(addr)) =
+        if let Some(order) = PageCache::order_for(count, align_bytes >> Self::PAGE_SHIFT)
+            && let Ok(Some(addr)) =
                 self.with_slot(|slot, _, local| self.alloc_cached(slot, local, order))
-            {
-                return Ok(addr);
-            }
+        {
+            return Ok(addr);
         }
         self.buddy
             .with(|b| b.alloc_pages(count, align_bytes))
@@ -560,7 +558,9 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
     /// # Safety
     /// The caller owns the run and does not use it afterwards.
     pub unsafe fn dealloc_pages(&self, addr: usize, count: usize) -> AllocResult {
-        let meta = self.meta_of(addr).filter(|_| addr % PAGE_SIZE == 0);
+        let meta = self
+            .meta_of(addr)
+            .filter(|_| addr.is_multiple_of(PAGE_SIZE));
         // Claiming (Allocated → Cached) makes exactly one of two racing
         // frees win.
         let Some(meta) = meta.filter(|m| m.transition(PageKind::Allocated, PageKind::Cached))
@@ -573,7 +573,9 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         }
         // Only naturally aligned runs are cached (a run grown in place may
         // not be), so a cached block honours any alignment up to its size.
-        if let Some(order) = PageCache::order_for(count, 1).filter(|&o| addr % (PAGE_SIZE << o) == 0) {
+        if let Some(order) =
+            PageCache::order_for(count, 1).filter(|&o| addr.is_multiple_of(PAGE_SIZE << o))
+        {
             let cached = self.with_slot(|slot, _, local| {
                 if !local.pages.push(order, addr) {
                     self.flush_pages(slot, local, order, PAGE_CACHE_BATCH);

@@ -35,18 +35,31 @@ fn threads_free_a_quarter_of_their_blocks_remotely() {
                     let mut mine = Vec::with_capacity(PER_ROUND);
                     let mut handed = Vec::new();
                     for i in 0..PER_ROUND {
-                        let size = if rng.below(16) == 0 { 2049 + rng.below(20_000) } else { 1 + rng.below(2048) };
+                        let size = if rng.below(16) == 0 {
+                            2049 + rng.below(20_000)
+                        } else {
+                            1 + rng.below(2048)
+                        };
                         let layout = Layout::from_size_align(size, 8).unwrap();
                         let p = heap.alloc(layout).unwrap().as_ptr() as usize;
                         let tag = (t as u64) << 40 | (round as u64) << 20 | i as u64;
                         fill(p as *mut u8, size, tag);
-                        if rng.below(4) == 0 { handed.push(Block(p, size, tag)) } else { mine.push(Block(p, size, tag)) }
+                        if rng.below(4) == 0 {
+                            handed.push(Block(p, size, tag))
+                        } else {
+                            mine.push(Block(p, size, tag))
+                        }
                     }
                     tx.send(handed).unwrap();
                     for Block(p, size, tag) in mine.into_iter().chain(rx.recv().unwrap()) {
                         check(p as *const u8, size, tag);
                         // SAFETY: live block of this size from this heap.
-                        unsafe { heap.dealloc(NonNull::new(p as *mut u8).unwrap(), Layout::from_size_align(size, 8).unwrap()) };
+                        unsafe {
+                            heap.dealloc(
+                                NonNull::new(p as *mut u8).unwrap(),
+                                Layout::from_size_align(size, 8).unwrap(),
+                            )
+                        };
                     }
                 }
             });
@@ -58,5 +71,10 @@ fn threads_free_a_quarter_of_their_blocks_remotely() {
     heap.drain_all();
     heap.check_invariants();
     assert_eq!(heap.stats().live_objects, 0);
-    assert_eq!(heap.allocated_bytes(), baseline, "slab pages leaked: {:?}", heap.stats());
+    assert_eq!(
+        heap.allocated_bytes(),
+        baseline,
+        "slab pages leaked: {:?}",
+        heap.stats()
+    );
 }

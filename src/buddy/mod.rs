@@ -337,7 +337,7 @@ impl<const PAGE_SIZE: usize> BuddyAllocator<PAGE_SIZE> {
     /// `NotAllocated` if the range is not inside one section, `NoMemory` if a
     /// page in it is not free.
     pub fn alloc_pages_at(&mut self, addr: usize, count: usize) -> AllocResult<usize> {
-        if count == 0 || addr % PAGE_SIZE != 0 || count >= u32::MAX as usize {
+        if count == 0 || !addr.is_multiple_of(PAGE_SIZE) || count >= u32::MAX as usize {
             return Err(AllocError::InvalidParam);
         }
         let i = self.find_section(addr).ok_or(AllocError::NotAllocated)?;
@@ -363,7 +363,8 @@ impl<const PAGE_SIZE: usize> BuddyAllocator<PAGE_SIZE> {
         count: usize,
         what: &str,
     ) -> AllocResult<(usize, usize)> {
-        let found = (addr % PAGE_SIZE == 0)
+        let found = addr
+            .is_multiple_of(PAGE_SIZE)
             .then(|| self.find_section(addr))
             .flatten();
         let result = found.ok_or(AllocError::NotAllocated).and_then(|i| {
@@ -454,7 +455,7 @@ impl<const PAGE_SIZE: usize> BuddyAllocator<PAGE_SIZE> {
         let i = self.find_section(addr).ok_or(AllocError::NotAllocated)?;
         let s = self.section_mut(i);
         let idx = (addr >> Self::PAGE_SHIFT) - s.base_pfn;
-        if addr % PAGE_SIZE != 0 || !s.meta(idx).is(PageKind::Slab, order) {
+        if !addr.is_multiple_of(PAGE_SIZE) || !s.meta(idx).is(PageKind::Slab, order) {
             self.invalid_frees += 1;
             log::error!("buddy: slab free at {addr:#x} (order {order}) is not a slab head");
             return Err(AllocError::NotAllocated);
