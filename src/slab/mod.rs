@@ -237,7 +237,7 @@ impl<const PAGE_SIZE: usize> SlabAllocator<PAGE_SIZE> {
     }
 
     /// Allocates an object of `class`.
-    #[inline]
+    #[inline(always)]
     pub fn alloc_class(&mut self, class: SizeClass) -> SlabAllocResult {
         let cache = &mut self.caches[class.index()];
         // SAFETY: `active` is null or a live slab of this class (L1).
@@ -370,7 +370,7 @@ impl<const PAGE_SIZE: usize> SlabAllocator<PAGE_SIZE> {
     /// # Safety
     /// `hdr` is a live slab owned by this allocator; the caller gives the
     /// object up.
-    #[inline]
+    #[inline(always)]
     pub(crate) unsafe fn dealloc_in(
         &mut self,
         hdr: &SlabHeader,
