@@ -118,7 +118,10 @@ impl UsageCounters {
 
     fn sub(&self, kind: UsageKind, bytes: usize) {
         let old = self.0[kind as usize].fetch_sub(bytes, Ordering::Relaxed);
-        debug_assert!(old >= bytes, "usage of {kind:?} below zero: a double or mismatched free");
+        debug_assert!(
+            old >= bytes,
+            "usage of {kind:?} below zero: a double or mismatched free"
+        );
     }
 
     fn snapshot(&self) -> Usages {
@@ -146,7 +149,10 @@ impl GlobalAllocator {
     /// Creates an empty [`GlobalAllocator`]; it manages no memory until
     /// [`GlobalAllocator::init`].
     pub const fn new() -> Self {
-        Self { backend: imp::Backend::new(), usages: UsageCounters::new() }
+        Self {
+            backend: imp::Backend::new(),
+            usages: UsageCounters::new(),
+        }
     }
 
     /// Returns the name of the allocator (axruntime logs `use NAME allocator.`).
@@ -197,7 +203,12 @@ impl GlobalAllocator {
     /// Allocates `num_pages` contiguous pages aligned to `align_pow2` bytes
     /// (a power of two, at least the page size) and accounts them to `kind`.
     /// Returns the start virtual address.
-    pub fn alloc_pages(&self, num_pages: usize, align_pow2: usize, kind: UsageKind) -> AllocResult<usize> {
+    pub fn alloc_pages(
+        &self,
+        num_pages: usize,
+        align_pow2: usize,
+        kind: UsageKind,
+    ) -> AllocResult<usize> {
         let bytes = pages_to_bytes(num_pages)?;
         let addr = self.backend.alloc_pages(num_pages, align_pow2)?;
         self.usages.add(kind, bytes);

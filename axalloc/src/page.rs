@@ -31,7 +31,10 @@ impl GlobalPage {
         let vaddr = global_allocator()
             .alloc_pages(num_pages, alignment, UsageKind::Global)
             .map_err(|_| AxError::NoMemory)?;
-        Ok(Self { start_vaddr: vaddr.into(), num_pages })
+        Ok(Self {
+            start_vaddr: vaddr.into(),
+            num_pages,
+        })
     }
 
     /// Start virtual address.
@@ -88,6 +91,10 @@ impl GlobalPage {
 
 impl Drop for GlobalPage {
     fn drop(&mut self) {
-        global_allocator().dealloc_pages(self.start_vaddr.as_usize(), self.num_pages, UsageKind::Global);
+        global_allocator().dealloc_pages(
+            self.start_vaddr.as_usize(),
+            self.num_pages,
+            UsageKind::Global,
+        );
     }
 }

@@ -72,7 +72,10 @@ impl Backend {
         self.bytes.lock().init(start_vaddr, size);
         #[cfg(not(feature = "level-1"))]
         {
-            assert!(size > INIT_HEAP_BYTES, "axalloc: first region of {size:#x} bytes is too small");
+            assert!(
+                size > INIT_HEAP_BYTES,
+                "axalloc: first region of {size:#x} bytes is too small"
+            );
             self.pages.lock().init(start_vaddr, size);
             let heap = self
                 .pages
@@ -123,7 +126,11 @@ impl Backend {
         loop {
             let n = try_pages.max(min_pages);
             if let Ok(start) = self.pages.lock().alloc_pages(n, PAGE_SIZE) {
-                debug!("expand heap memory: [{:#x}, {:#x})", start, start + n * PAGE_SIZE);
+                debug!(
+                    "expand heap memory: [{:#x}, {:#x})",
+                    start,
+                    start + n * PAGE_SIZE
+                );
                 return bytes.add_memory(start, n * PAGE_SIZE).inspect_err(|_| {
                     self.pages.lock().dealloc_pages(start, n);
                 });
@@ -152,7 +159,12 @@ impl Backend {
         self.pages.lock().alloc_pages(num_pages, align_pow2)
     }
 
-    pub fn alloc_pages_at(&self, start: usize, num_pages: usize, align_pow2: usize) -> AllocResult<usize> {
+    pub fn alloc_pages_at(
+        &self,
+        start: usize,
+        num_pages: usize,
+        align_pow2: usize,
+    ) -> AllocResult<usize> {
         #[cfg(feature = "level-1")]
         {
             // A byte allocator cannot place a block at a chosen address.
@@ -160,7 +172,9 @@ impl Backend {
             Err(AllocError::InvalidParam)
         }
         #[cfg(not(feature = "level-1"))]
-        self.pages.lock().alloc_pages_at(start, num_pages, align_pow2)
+        self.pages
+            .lock()
+            .alloc_pages_at(start, num_pages, align_pow2)
     }
 
     /// # Safety
@@ -205,6 +219,8 @@ impl Backend {
 
 #[cfg(feature = "level-1")]
 fn page_layout(num_pages: usize, align_pow2: usize) -> AllocResult<Layout> {
-    let size = num_pages.checked_mul(PAGE_SIZE).ok_or(AllocError::InvalidParam)?;
+    let size = num_pages
+        .checked_mul(PAGE_SIZE)
+        .ok_or(AllocError::InvalidParam)?;
     Layout::from_size_align(size, align_pow2.max(PAGE_SIZE)).map_err(|_| AllocError::InvalidParam)
 }
