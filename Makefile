@@ -24,7 +24,7 @@ CROSS_TARGETS := riscv64gc-unknown-none-elf aarch64-unknown-none-softfloat x86_6
 
 .PHONY: test host-test setup-host fmt-check clippy unit cross
 
-test: host-test cross
+test: host-test cross kernel-test
 
 host-test: setup-host fmt-check clippy unit
 
