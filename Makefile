@@ -24,7 +24,7 @@ CROSS_TARGETS := riscv64gc-unknown-none-elf aarch64-unknown-none-softfloat x86_6
 
 .PHONY: test host-test setup-host fmt-check clippy unit config-test cross
 
-test: host-test cross kernel-test
+test: host-test cross kernel-test kernel-config-test
 
 host-test: setup-host fmt-check clippy unit config-test
 
