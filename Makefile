@@ -13,6 +13,7 @@
 #   cross       no_std builds for the three kernel targets
 #   bench       side-by-side benchmark (scripts/bench.mk)
 #   run         boot an ArceOS kernel with this heap (scripts/kernel.mk)
+#   bench-kernel  in-kernel benchmark on QEMU, buddy-slab vs tlsf (scripts/kernel.mk)
 
 ARCH ?= riscv64
 SMP ?= 4
@@ -24,7 +25,7 @@ CROSS_TARGETS := riscv64gc-unknown-none-elf aarch64-unknown-none-softfloat x86_6
 
 .PHONY: test host-test setup-host fmt-check clippy unit config-test cross
 
-test: host-test cross kernel-test kernel-config-test
+test: host-test cross kernel-test kernel-config-test bench-kernel-smoke
 
 host-test: setup-host fmt-check clippy unit config-test
 
