@@ -1,7 +1,7 @@
 //! Buddy page allocator over one or more memory regions.
 //!
 //! # Algorithm
-//! A region is split into a metadata prefix (one 16-byte [`PageMeta`] per
+//! A region is split into a metadata prefix (one 16-byte `PageMeta` per
 //! managed page) and the managed pages, carved into the largest blocks that
 //! are naturally aligned by *absolute* page frame number. The buddy of the
 //! block at frame `p` of order `k` is `p ^ (1 << k)`, so a block of order
