@@ -77,12 +77,7 @@ const WARMUP_DIV: usize = 10;
 /// exit status (0, or 1 after a failure).
 pub fn run() -> i32 {
     let ncpu = cpu_count();
-    println!(
-        "bench: {} CPUs, {} allocator, scale 1/{}",
-        ncpu,
-        global_allocator().name(),
-        SCALE_DIV
-    );
+    println!("bench: {} CPUs, {} allocator, scale 1/{}", ncpu, global_allocator().name(), SCALE_DIV);
     // Let the boot's and the first threads' allocations settle.
     settle_heap(usize::MAX);
     match run_all(ncpu) {
