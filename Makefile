@@ -25,7 +25,7 @@ CROSS_TARGETS := riscv64gc-unknown-none-elf aarch64-unknown-none-softfloat x86_6
 
 .PHONY: test host-test setup-host fmt-check clippy doc unit config-test cross
 
-test: host-test cross kernel-test kernel-config-test bench-kernel-smoke
+test: host-test cross kernel-test bench-kernel-smoke kernel-config-test
 
 host-test: setup-host fmt-check clippy doc unit config-test
 

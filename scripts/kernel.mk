@@ -25,7 +25,11 @@
 #                 tests/kernel/results/bench-ARCH.md. Not part of `make test`.
 #   bench-kernel-all  bench-kernel for riscv64, aarch64 and x86_64
 #   bench-kernel-smoke  the benchmark with iteration counts / 100 on riscv64,
-#                 buddy-slab, one boot: checks that it runs to `bench done`
+#                 buddy-slab, one boot: checks that it runs to `bench done`.
+#                 Built in the tests' release profile: right after
+#                 kernel-test only the app crate is rebuilt (`make test`
+#                 runs it before kernel-config-test, which changes the
+#                 allocator's knobs and so rebuilds the stack).
 #   kernel-setup  install the pinned nightly, axconfig-gen and a
 #                 project-local QEMU (tools/); the other targets do it too.
 #
