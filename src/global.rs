@@ -25,6 +25,7 @@
 use crate::buddy::{BuddyAllocator, ManagedSection, PageKind, PageMeta, SectionMap};
 use crate::config::cpu::PAGE_CACHE_BATCH;
 use crate::cpu::{CpuLocal, CpuSlot, PageCache};
+use crate::debug::{self, Corruption, ENABLED as DEBUG};
 use crate::error::{AllocError, AllocResult};
 use crate::platform::Platform;
 use crate::slab::header::SlabHeader;
@@ -64,6 +65,11 @@ pub struct GlobalStats {
     pub invalid_frees: usize,
     /// Frees of objects owned by another CPU.
     pub remote_frees: usize,
+    /// Debug checks: free objects found written to (use after free).
+    pub poison_faults: usize,
+    /// Debug checks: objects written past their requested size (overflow
+    /// or wrong layout), found when freed.
+    pub red_zone_faults: usize,
 }
 
 /// Statistics of one CPU slot.
@@ -381,6 +387,9 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         let owner = hdr.owner_cpu();
         let done = self.with_slot(|slot, id, local| {
             if owner == id {
+                if DEBUG {
+                    local.slab.debug_check_red_zone(hdr, obj, layout.size());
+                }
                 // SAFETY: we own the slab's CPU slot; caller contract.
                 let result = unsafe { local.slab.dealloc_in(hdr, obj, None) };
                 if let SlabDeallocResult::FreeSlab { base, pages } = result {
@@ -389,7 +398,30 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
                 return Ok(());
             }
             slot.remote_frees_sent.add(1);
-            match hdr.free_remote(obj) {
+            // Debug: read the red zone while the object is still ours (a
+            // valid free); the report is dropped if the free is rejected.
+            let red_zone = if DEBUG {
+                // SAFETY: the caller gives the object up, so until its
+                // remote bit is set below nobody else writes it (for a
+                // double free this reads memory another context may own;
+                // the result is then discarded).
+                unsafe {
+                    debug::scan(
+                        obj,
+                        debug::red_zone(layout.size(), hdr.object_bytes()),
+                        debug::RED_ZONE,
+                    )
+                }
+            } else {
+                None
+            };
+            let result = hdr.free_remote(obj);
+            if let (Ok(_), Some(off)) = (result, red_zone) {
+                local
+                    .slab
+                    .report_corruption(Corruption::RedZone, hdr, obj, off);
+            }
+            match result {
                 Ok(false) => Ok(()),
                 Ok(true) => match self.slot(owner) {
                     Some(owner_slot) => {
@@ -431,7 +463,16 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         }
         if small(&layout) && small(&new_layout) {
             let table = SlabAllocator::<PAGE_SIZE>::default_table();
-            if table.class_for(layout) == table.class_for(new_layout) {
+            if let Ok(class) = table.class_for(new_layout)
+                && table.class_for(layout) == Ok(class)
+            {
+                if DEBUG {
+                    SlabAllocator::<PAGE_SIZE>::debug_fill_red_zone(
+                        ptr,
+                        new_size,
+                        table.object_bytes(class),
+                    );
+                }
                 return Ok(ptr);
             }
         } else if !small(&layout) && !small(&new_layout) {
@@ -736,6 +777,8 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
                 s.invalid_frees += c.slab.invalid_frees;
                 s.cached_page_bytes += c.cached_page_bytes;
                 s.remote_frees += c.remote_frees_sent;
+                s.poison_faults += c.slab.poison_faults;
+                s.red_zone_faults += c.slab.red_zone_faults;
             }
         }
         s.allocated_bytes = buddy_allocated - s.cached_page_bytes;

@@ -9,6 +9,7 @@ extern crate std;
 pub mod buddy;
 mod config;
 mod cpu;
+pub mod debug;
 mod error;
 mod global;
 pub mod platform;

@@ -16,6 +16,7 @@
 //! `&mut`, so a remote CPU's shared reference never aliases a unique one.
 
 use super::size_class::MAX_OBJECTS;
+use crate::debug;
 use crate::sync::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use core::cell::Cell;
 use core::ptr;
@@ -122,6 +123,10 @@ impl SlabHeader {
             // SAFETY: obj is inside the slab (C3) and 8-aligned (sizes are
             // multiples of 8, base is page aligned); caller owns the memory.
             unsafe { obj.cast::<*mut u8>().write(next) };
+            if debug::ENABLED {
+                // SAFETY: as above: a free object of the caller's slab.
+                unsafe { debug::fill(obj, debug::red_zone(0, geo.object_bytes), debug::POISON) };
+            }
             next = obj;
         }
         // SAFETY: hdr is the slab's last HEADER_BYTES bytes, 64-aligned
@@ -272,6 +277,7 @@ impl SlabHeader {
         // SAFETY: obj is an allocated object of this slab (bit was set) that
         // the caller gives back; its first word becomes the free-list link.
         unsafe { obj.cast::<*mut u8>().write(self.free_head.get()) };
+        self.poison(obj);
         self.free_head.set(obj);
         self.nr_allocated.set(self.nr_allocated.get() - 1);
         Ok(())
@@ -327,12 +333,43 @@ impl SlabHeader {
                 // SAFETY: the object's alloc bit was set and a remote free
                 // gave it back (S3); it is ours to link.
                 unsafe { obj.cast::<*mut u8>().write(self.free_head.get()) };
+                self.poison(obj);
                 self.free_head.set(obj);
                 self.nr_allocated.set(self.nr_allocated.get() - 1);
             }
             self.alloc_bits[w].set(alloc);
         }
         faults
+    }
+
+    /// Debug checks: poisons the free object `obj` past its link word.
+    #[inline]
+    fn poison(&self, obj: *mut u8) {
+        if debug::ENABLED {
+            // SAFETY: callers pass an object they just linked on the free
+            // list: it belongs to the owner, who is the caller.
+            unsafe { debug::fill(obj, debug::red_zone(0, self.object_bytes()), debug::POISON) };
+        }
+    }
+
+    /// Debug checks: offset of the first byte of the just popped `obj` whose
+    /// poison changed (owner only).
+    #[inline]
+    pub(crate) fn poison_mismatch(&self, obj: *mut u8) -> Option<usize> {
+        // SAFETY: `obj` was just popped by the owner (the caller): nobody
+        // else reads or writes it yet.
+        unsafe { debug::scan(obj, debug::red_zone(0, self.object_bytes()), debug::POISON) }
+    }
+
+    /// Whether `obj` is an object of this slab that is allocated and has no
+    /// pending remote free (owner only).
+    #[inline]
+    pub(crate) fn is_allocated(&self, obj: *mut u8) -> bool {
+        self.index_of(obj as usize).is_ok_and(|idx| {
+            let (w, bit) = (idx / 64, 1u64 << (idx % 64));
+            self.alloc_bits[w].get() & bit != 0
+                && self.remote_bits[w].load(Ordering::Relaxed) & bit == 0
+        })
     }
 
     /// Whether the slab is on (or about to be pushed to) a pending stack.
