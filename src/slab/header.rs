@@ -49,6 +49,9 @@ pub(crate) enum SlabState {
 ///   violation is a double free, caught when the bit is absorbed).
 /// - S4: `queued` is true iff the slab is on its owner's pending stack or a
 ///   remote CPU is about to push it; a queued slab is never released.
+/// - S6: `remote_inflight` counts remote frees between their first and last
+///   access to this header; a slab with one in flight is never released
+///   (`is_queued` covers both, so every release check honours S4 and S6).
 /// - S5: `magic == MAGIC ^ base` while the slab is live.
 #[repr(C, align(64))]
 pub(crate) struct SlabHeader {
@@ -72,6 +75,7 @@ pub(crate) struct SlabHeader {
     // --- remote ---
     remote_bits: [AtomicU64; BITMAP_WORDS],
     queued: AtomicBool,
+    remote_inflight: AtomicU32,
     pending_next: AtomicPtr<SlabHeader>,
 }
 
@@ -146,8 +150,12 @@ impl SlabHeader {
                 class_order: AtomicU32::new(geo.class as u32 | (geo.order << 8)),
                 owner_cpu: AtomicU32::new(owner_cpu as u32),
                 alloc_bits: [const { Cell::new(0) }; BITMAP_WORDS],
+                #[cfg(not(loom))]
                 remote_bits: [const { AtomicU64::new(0) }; BITMAP_WORDS],
+                #[cfg(loom)]
+                remote_bits: core::array::from_fn(|_| AtomicU64::new(0)),
                 queued: AtomicBool::new(false),
+                remote_inflight: AtomicU32::new(0),
                 pending_next: AtomicPtr::new(ptr::null_mut()),
             });
         }
@@ -286,21 +294,32 @@ impl SlabHeader {
     /// Records a free of `obj` from a CPU other than the owner.
     /// Returns `Ok(true)` if the caller must push the slab on the owner's
     /// pending stack (it was not queued yet).
+    ///
+    /// Once the remote bit is set the owner may absorb it at once, so every
+    /// later access to this header is covered: by `remote_inflight` (S6)
+    /// until this function returns, then by `queued` (S4) until the push is
+    /// taken. Without S6 the owner could absorb the bit, see the slab empty
+    /// and not queued, and release it while this CPU was about to set
+    /// `queued` and push it (a use after free found by the loom model).
     #[inline]
     pub(crate) fn free_remote(&self, obj: *mut u8) -> Result<bool, FreeFault> {
         let idx = self.index_of(obj as usize)?;
         let bit = 1u64 << (idx % 64);
+        self.remote_inflight.fetch_add(1, Ordering::SeqCst);
         // SeqCst with `queued` below: against the owner's `queued = false`
         // then `swap(bits)` (see `absorb_remote`), either the owner sees this
         // bit or this CPU sees `queued == false` and queues the slab.
         let prev = self.remote_bits[idx / 64].fetch_or(bit, Ordering::SeqCst);
-        if prev & bit != 0 {
-            return Err(FreeFault::DoubleFree);
-        }
-        if self.queued.load(Ordering::SeqCst) {
-            return Ok(false);
-        }
-        Ok(!self.queued.swap(true, Ordering::SeqCst))
+        let result = if prev & bit != 0 {
+            Err(FreeFault::DoubleFree)
+        } else if self.queued.load(Ordering::SeqCst) {
+            Ok(false)
+        } else {
+            Ok(!self.queued.swap(true, Ordering::SeqCst))
+        };
+        // Last access to the header unless we queued it (then S4 holds it).
+        self.remote_inflight.fetch_sub(1, Ordering::SeqCst);
+        result
     }
 
     /// Moves every remotely freed object to the local free list (owner only).
@@ -372,10 +391,15 @@ impl SlabHeader {
         })
     }
 
-    /// Whether the slab is on (or about to be pushed to) a pending stack.
+    /// Whether the slab is on (or about to be pushed to) a pending stack, or
+    /// a remote free of it is in flight (S4, S6): then it must not be
+    /// released.
     #[inline]
     pub(crate) fn is_queued(&self) -> bool {
-        self.queued.load(Ordering::SeqCst)
+        // In-flight first: a remote free that has not started yet cannot
+        // have had its bit absorbed, so its object still counts as live;
+        // one that finished set `queued` first if it had to push.
+        self.remote_inflight.load(Ordering::SeqCst) != 0 || self.queued.load(Ordering::SeqCst)
     }
 
     /// Checks S1 and S2; panics on a violation.
