@@ -60,6 +60,9 @@ pub(crate) struct SlabHeader {
     pub(super) next: Cell<*mut SlabHeader>,
     pub(super) prev: Cell<*mut SlabHeader>,
     nr_allocated: Cell<u32>,
+    /// Remote double frees of free objects found by `pop` (S3), reported
+    /// by the next `absorb_remote`.
+    stray_remote: Cell<u32>,
     pub(super) state: Cell<SlabState>,
     // --- immutable while the slab lives ---
     base: AtomicUsize,
@@ -141,6 +144,7 @@ impl SlabHeader {
                 next: Cell::new(ptr::null_mut()),
                 prev: Cell::new(ptr::null_mut()),
                 nr_allocated: Cell::new(0),
+                stray_remote: Cell::new(0),
                 state: Cell::new(SlabState::Empty),
                 base: AtomicUsize::new(base),
                 magic: AtomicUsize::new(MAGIC ^ base),
@@ -248,6 +252,12 @@ impl SlabHeader {
         if word & bit != 0 {
             return self.corrupt_free_list(obj);
         }
+        // S3: a remote bit on a free object is a remote double free; once
+        // the object is handed out it would pass for a valid free of the
+        // new allocation, so drop it now.
+        if self.remote_bits[w].load(Ordering::Relaxed) & bit != 0 {
+            self.stray_remote_free(obj, w, bit);
+        }
         // SAFETY: obj is a free object of this slab (S1, checked above); its
         // first word holds the free-list link.
         let next = unsafe { obj.cast::<*mut u8>().read() };
@@ -255,6 +265,18 @@ impl SlabHeader {
         self.alloc_bits[w].set(word | bit);
         self.nr_allocated.set(self.nr_allocated.get() + 1);
         Some(obj)
+    }
+
+    #[cold]
+    fn stray_remote_free(&self, obj: *mut u8, w: usize, bit: u64) {
+        // Relaxed: only the bit matters; a valid remote free cannot target
+        // a free object, so nothing else can be clearing or setting it.
+        self.remote_bits[w].fetch_and(!bit, Ordering::Relaxed);
+        self.stray_remote.set(self.stray_remote.get() + 1);
+        log::error!(
+            "slab {:#x}: double free of object {obj:p} (remote, while it was free)",
+            self.base()
+        );
     }
 
     #[cold]
@@ -327,7 +349,7 @@ impl SlabHeader {
     pub(crate) fn absorb_remote(&self) -> usize {
         self.queued.store(false, Ordering::SeqCst);
         let (base, size) = (self.base(), self.object_bytes());
-        let mut faults = 0;
+        let mut faults = self.stray_remote.replace(0) as usize;
         for w in 0..BITMAP_WORDS {
             if self.remote_bits[w].load(Ordering::SeqCst) == 0 {
                 continue;
