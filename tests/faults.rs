@@ -87,10 +87,6 @@ fn nothing_handed_out_twice(h: &Heap, n: usize, size: usize) {
     h.check_invariants();
 }
 
-fn nn(addr: usize) -> NonNull<u8> {
-    NonNull::new(addr as *mut u8).unwrap()
-}
-
 #[test]
 fn local_double_free() {
     let h = heap(4 << 20);
@@ -197,7 +193,8 @@ fn overlapping_and_too_small_regions() {
     }
     let tiny = arena(PAGE, PAGE, 0);
     // SAFETY: leaked; rejected as too small to hold a page and its metadata.
-    assert_eq!(unsafe { h.add_region(tiny) }, Err(AllocError::InvalidParam));
+    let r = unsafe { h.add_region(tiny) };
+    assert_eq!(r, Err(AllocError::InvalidParam));
     let empty: &'static mut [u8] = &mut [];
     // SAFETY: empty.
     assert_eq!(
