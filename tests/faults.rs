@@ -63,6 +63,7 @@ fn l(size: usize, align: usize) -> Layout {
 /// Allocates `n` blocks of `size` on the current CPU, fills them, checks
 /// they are pairwise distinct and intact, and frees them.
 fn nothing_handed_out_twice(h: &Heap, n: usize, size: usize) {
+    let n = if cfg!(miri) { n.min(200) } else { n };
     let mut got: Vec<(usize, u64)> = (0..n as u64)
         .map(|tag| {
             let p = h.alloc(l(size, 8)).unwrap().as_ptr() as usize;
@@ -179,17 +180,22 @@ fn interior_foreign_and_wrong_layout_frees() {
 
 #[test]
 fn overlapping_and_too_small_regions() {
-    let h = heap(4 << 20);
-    let managed = h.managed_section(0).unwrap();
-    let (start, end) = managed.region;
-    // SAFETY: these regions are rejected before anything is written
-    // (overlap / size checks come first); the slices alias managed memory
-    // only as raw bounds.
+    // The heap gets the middle of a larger arena, so regions straddling
+    // its ends are still memory this test owns.
+    let big = arena(6 << 20, PAGE, 0);
+    let base = big.as_mut_ptr();
+    on_cpu(0);
+    let h = Box::new(Heap::new());
+    // SAFETY: the middle 4 MiB of the leaked arena, used by nothing else.
     unsafe {
-        let inside = std::slice::from_raw_parts_mut((start + PAGE) as *mut u8, 2 * PAGE);
-        assert_eq!(h.add_region(inside), Err(AllocError::MemoryOverlap));
-        let straddle = std::slice::from_raw_parts_mut((end - PAGE) as *mut u8, 4 * PAGE);
-        assert_eq!(h.add_region(straddle), Err(AllocError::MemoryOverlap));
+        h.init(std::slice::from_raw_parts_mut(base.add(1 << 20), 4 << 20))
+            .unwrap()
+    };
+    for (off, len) in [(1 << 20, 2 * PAGE), (1 << 19, 1 << 20), (9 << 19, 1 << 20)] {
+        // SAFETY: inside the leaked arena; rejected as overlapping before
+        // anything is written.
+        let r = unsafe { h.add_region(std::slice::from_raw_parts_mut(base.add(off), len)) };
+        assert_eq!(r, Err(AllocError::MemoryOverlap), "[{off:#x}, +{len:#x})");
     }
     let tiny = arena(PAGE, PAGE, 0);
     // SAFETY: leaked; rejected as too small to hold a page and its metadata.
