@@ -7,6 +7,8 @@
 #[cfg(any(test, feature = "std"))]
 extern crate std;
 
+#[cfg(all(feature = "arceos", not(loom)))]
+pub mod arceos;
 // Under `cfg(loom)` only the lock-free remote-free path is compiled (its
 // atomics come from loom, which has no `const` constructors): the slab
 // header, the pending stack and the counters, driven by tests/loom.rs

@@ -1,7 +1,7 @@
 //! Buddy page allocator over one or more memory regions.
 //!
 //! # Algorithm
-//! A region is split into a metadata prefix (one 16-byte [`PageMeta`] per
+//! A region is split into a metadata prefix (one 16-byte `PageMeta` per
 //! managed page) and the managed pages, carved into the largest blocks that
 //! are naturally aligned by *absolute* page frame number. The buddy of the
 //! block at frame `p` of order `k` is `p ^ (1 << k)`, so a block of order
@@ -25,7 +25,7 @@ mod section;
 mod section_map;
 
 pub(crate) use page_meta::{PageKind, PageMeta};
-pub(crate) use section_map::SectionMap;
+pub(crate) use section_map::{SectionMap, SectionRef};
 
 use crate::config::{LOWMEM_LIMIT, MAX_ORDER, MAX_SECTIONS, NR_ORDERS};
 use crate::error::{AllocError, AllocResult};
@@ -287,8 +287,27 @@ impl<const PAGE_SIZE: usize> BuddyAllocator<PAGE_SIZE> {
                     .is_some_and(|s| s.has_order(order))
             })
         });
-        let i = found.ok_or(AllocError::NoMemory)?;
-        Ok(self.alloc_in(i, order, count))
+        if let Some(i) = found {
+            return Ok(self.alloc_in(i, order, count));
+        }
+        // No single block covers the request: look for a run of adjacent
+        // free blocks (only useful when the request is not itself a block).
+        let align_pages = (align_bytes >> Self::PAGE_SHIFT).max(1);
+        if align_pages < 1 << order {
+            let shift = Self::PAGE_SHIFT;
+            for i in (0..self.nr_sections).rev() {
+                let s = self.section_mut(i);
+                if let Some(idx) = s.find_free_run(count, align_pages) {
+                    let taken = s.take_range(idx, count);
+                    debug_assert!(taken, "find_free_run checked the range");
+                    let m = s.meta(idx);
+                    m.set(PageKind::Allocated, 0);
+                    m.set_run_pages(count as u32);
+                    return Ok((s.base_pfn + idx) << shift);
+                }
+            }
+        }
+        Err(AllocError::NoMemory)
     }
 
     /// Allocates `count` pages whose physical addresses all lie below the
@@ -426,6 +445,78 @@ impl<const PAGE_SIZE: usize> BuddyAllocator<PAGE_SIZE> {
             return Err(AllocError::NoMemory);
         }
         s.meta(idx).set_run_pages(new_count as u32);
+        Ok(())
+    }
+
+    /// Fills `out` with blocks of `1 << order` pages for a per-CPU page
+    /// cache, tagged `Cached` (so a stray free of one is rejected). Returns
+    /// how many it got.
+    pub(crate) fn alloc_cached_blocks(&mut self, order: u32, out: &mut [usize]) -> usize {
+        let shift = Self::PAGE_SHIFT;
+        let mut n = 0;
+        for i in (0..self.nr_sections).rev() {
+            let s = self.section_mut(i);
+            let base_pfn = s.base_pfn;
+            let meta = s.meta;
+            s.alloc_blocks(order, out.len() - n, |idx| {
+                // SAFETY: `alloc_blocks` hands out indices of blocks inside
+                // the section, whose metadata array has nr_pages entries (B7).
+                let m = unsafe { &*meta.as_ptr().add(idx) };
+                m.set(PageKind::Cached, 0);
+                m.set_run_pages(1 << order);
+                out[n] = (base_pfn + idx) << shift;
+                n += 1;
+            });
+            if n == out.len() {
+                break;
+            }
+        }
+        n
+    }
+
+    /// Frees blocks of `1 << order` pages that a page cache held (tagged
+    /// `Cached`). A block not tagged so is logged, counted and skipped.
+    pub(crate) fn free_cached_blocks(&mut self, order: u32, addrs: &[usize]) {
+        let mut last: Option<usize> = None;
+        for &addr in addrs {
+            // Blocks of one batch nearly always share a section.
+            let pfn = addr >> Self::PAGE_SHIFT;
+            let hit = last.filter(|&i| {
+                self.sections[i]
+                    .as_ref()
+                    .is_some_and(|s| pfn >= s.base_pfn && pfn < s.base_pfn + s.nr_pages)
+            });
+            last = hit.or_else(|| self.find_section(addr));
+            let found = last.map(|i| {
+                let s = self.section_mut(i);
+                let idx = (addr >> Self::PAGE_SHIFT) - s.base_pfn;
+                let m = s.meta(idx);
+                let ok = m.kind() == PageKind::Cached && m.run_pages() == 1 << order;
+                if ok {
+                    m.set(PageKind::Tail, 0);
+                    s.free_run(idx, 1 << order);
+                }
+                ok
+            });
+            if found != Some(true) {
+                self.invalid_frees += 1;
+                log::error!("buddy: cached block {addr:#x} (order {order}) is not tagged Cached");
+            }
+        }
+    }
+
+    /// Frees a run the facade claimed (tagged `Cached`) with `count` pages.
+    pub(crate) fn free_claimed(&mut self, addr: usize, count: usize) -> AllocResult {
+        let i = self.find_section(addr).ok_or(AllocError::NotAllocated)?;
+        let s = self.section_mut(i);
+        let idx = (addr >> Self::PAGE_SHIFT) - s.base_pfn;
+        let m = s.meta(idx);
+        if m.kind() != PageKind::Cached || m.run_pages() as usize != count {
+            self.invalid_frees += 1;
+            return Err(AllocError::NotAllocated);
+        }
+        m.set(PageKind::Tail, 0);
+        s.free_run(idx, count);
         Ok(())
     }
 

@@ -76,9 +76,14 @@ impl Section {
 
     #[inline]
     pub(crate) fn meta(&self, idx: usize) -> &PageMeta {
-        assert!(idx < self.nr_pages);
-        // SAFETY: idx < nr_pages and `meta` holds nr_pages initialised
-        // entries (B7).
+        // Every index comes from a free-list link (B1) or from arithmetic
+        // bounded by `nr_pages` in the callers: asserted in debug builds,
+        // clamped (a branch-free cmov, unlike a panicking check) in release
+        // so that even corrupted links cannot reach outside the array.
+        debug_assert!(idx < self.nr_pages);
+        let idx = idx.min(self.nr_pages - 1);
+        // SAFETY: idx < nr_pages (clamped above; sections are never empty)
+        // and `meta` holds nr_pages initialised entries (B7).
         unsafe { &*self.meta.as_ptr().add(idx) }
     }
 
@@ -194,6 +199,49 @@ impl Section {
         Some(idx)
     }
 
+    /// Takes up to `want` blocks of `order` for a page-cache refill, carving
+    /// them out of as few larger blocks as possible (no split-then-pop churn
+    /// per block), and calls `f` on each block's index. Returns how many.
+    pub(crate) fn alloc_blocks(
+        &mut self,
+        order: u32,
+        want: usize,
+        mut f: impl FnMut(usize),
+    ) -> usize {
+        let mut got = 0;
+        while got < want {
+            let left = want - got;
+            let target = (order + usize::BITS - 1 - left.leading_zeros()).min(MAX_ORDER as u32);
+            // The largest free block that does not overshoot what is left...
+            let fitting = self.nonempty_orders & ((2u32 << target) - 1) & !((1u32 << order) - 1);
+            let (idx, taken) = if fitting != 0 {
+                let o = 31 - fitting.leading_zeros();
+                let idx = self.free_heads[o as usize] as usize;
+                self.remove_free(idx, o);
+                (idx, o)
+            } else {
+                // ...else split the smallest larger one down to `target`.
+                let above = self.nonempty_orders.checked_shr(target + 1).unwrap_or(0);
+                if above == 0 {
+                    break;
+                }
+                let mut o = target + 1 + above.trailing_zeros();
+                let idx = self.free_heads[o as usize] as usize;
+                self.remove_free(idx, o);
+                while o > target {
+                    o -= 1;
+                    self.push_free(idx + (1 << o), o);
+                }
+                (idx, target)
+            };
+            for k in 0..1usize << (taken - order) {
+                f(idx + (k << order));
+            }
+            got += 1 << (taken - order);
+        }
+        got
+    }
+
     /// Finds the free block containing page `idx`: `(head, order)`.
     fn free_block_containing(&self, idx: usize) -> Option<(usize, u32)> {
         let pfn = self.base_pfn + idx;
@@ -202,6 +250,44 @@ impl Section {
             let head = head_pfn.checked_sub(self.base_pfn)?;
             if self.meta(head).is(PageKind::Free, order) {
                 return Some((head, order));
+            }
+        }
+        None
+    }
+
+    /// Finds `count` contiguous free pages starting at an absolute frame
+    /// number that is a multiple of `align_pages`, spanning several adjacent
+    /// free blocks: the fallback when no single block of the covering order
+    /// is free. A free run of `count` pages always contains a free block of
+    /// order ≥ log2(count) - 1, so only those blocks seed the search, largest
+    /// first. Slow path: O(candidates × blocks per run × MAX_ORDER).
+    pub(crate) fn find_free_run(&self, count: usize, align_pages: usize) -> Option<usize> {
+        let min_order = (usize::BITS - 1 - count.leading_zeros())
+            .saturating_sub(1)
+            .min(MAX_ORDER as u32);
+        for order in (min_order..=MAX_ORDER as u32).rev() {
+            let mut cur = self.free_heads[order as usize];
+            while cur != NIL {
+                let block = cur as usize;
+                let mut start = block;
+                while let Some((head, _)) = start
+                    .checked_sub(1)
+                    .and_then(|p| self.free_block_containing(p))
+                {
+                    start = head;
+                }
+                let mut end = block + (1 << order);
+                while end < self.nr_pages {
+                    let Some((head, o)) = self.free_block_containing(end) else {
+                        break;
+                    };
+                    end = head + (1 << o);
+                }
+                let first = (self.base_pfn + start).next_multiple_of(align_pages) - self.base_pfn;
+                if first + count <= end {
+                    return Some(first);
+                }
+                cur = self.meta(block).next();
             }
         }
         None

@@ -11,7 +11,7 @@
 //! has no free object it answers [`SlabAllocResult::NeedsSlab`] and the
 //! caller feeds it a block with [`SlabAllocator::add_slab`]. The global
 //! facade keeps one per CPU; frees from other CPUs go through the slab's
-//! remote bitmap and the owner's [`header::PendingSlabs`] stack.
+//! remote bitmap and the owner's pending stack (`header::PendingSlabs`).
 
 mod debug;
 pub(crate) mod header;
@@ -246,7 +246,7 @@ impl<const PAGE_SIZE: usize> SlabAllocator<PAGE_SIZE> {
     }
 
     /// Allocates an object of `class`.
-    #[inline]
+    #[inline(always)]
     pub fn alloc_class(&mut self, class: SizeClass) -> SlabAllocResult {
         let cache = &mut self.caches[class.index()];
         // SAFETY: `active` is null or a live slab of this class (L1).
@@ -390,7 +390,7 @@ impl<const PAGE_SIZE: usize> SlabAllocator<PAGE_SIZE> {
     /// # Safety
     /// `hdr` is a live slab owned by this allocator; the caller gives the
     /// object up.
-    #[inline]
+    #[inline(always)]
     pub(crate) unsafe fn dealloc_in(
         &mut self,
         hdr: &SlabHeader,
