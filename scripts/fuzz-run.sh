@@ -10,7 +10,7 @@ seconds=${1:-60}
 toolchain=${NIGHTLY:-nightly-2026-05-20}
 targets=(${FUZZ_TARGETS:-buddy slab global})
 
-cargo "+$toolchain" fuzz build "${targets[@]/#/}" 2>&1 | tail -1 || true
+cargo "+$toolchain" fuzz build >/dev/null
 for t in "${targets[@]}"; do
     mkdir -p "corpus/$t"
     log=$(mktemp)
