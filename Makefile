@@ -12,6 +12,7 @@
 #   host-test   formatting, lints, host unit/integration/property/stress tests
 #   cross       no_std builds for the three kernel targets
 #   bench       side-by-side benchmark (scripts/bench.mk)
+#   fuzz, loom, miri, faults   robustness checks (scripts/fuzz.mk)
 #   run         boot an ArceOS kernel with this heap (scripts/kernel.mk)
 #   bench-kernel  in-kernel benchmark on QEMU, buddy-slab vs tlsf (scripts/kernel.mk)
 
@@ -25,7 +26,7 @@ CROSS_TARGETS := riscv64gc-unknown-none-elf aarch64-unknown-none-softfloat x86_6
 
 .PHONY: test host-test setup-host fmt-check clippy doc unit config-test cross
 
-test: host-test cross kernel-test bench-kernel-smoke kernel-config-test
+test: host-test cross faults loom miri-smoke fuzz-smoke kernel-test bench-kernel-smoke kernel-config-test
 
 host-test: setup-host fmt-check clippy doc unit config-test
 
@@ -62,3 +63,4 @@ cross:
 
 -include scripts/kernel.mk
 -include scripts/bench.mk
+-include scripts/fuzz.mk
