@@ -1,0 +1,110 @@
+//! Clocks and statistics: the cycle counter used for single-operation latencies, its
+//! calibration against `Instant`, and medians/percentiles.
+
+use std::time::{Duration, Instant};
+
+/// Reads a fine-grained tick counter: `lfence; rdtsc; lfence` on x86_64, so the read is not
+/// reordered with the measured operation; nanoseconds since a process-wide epoch elsewhere.
+#[inline(always)]
+pub fn now_ticks() -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use core::arch::x86_64::{_mm_lfence, _rdtsc};
+        // SAFETY: `lfence` and `rdtsc` are available on every x86_64 CPU and have no memory
+        // effects.
+        unsafe {
+            _mm_lfence();
+            let ticks = _rdtsc();
+            _mm_lfence();
+            ticks
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        use std::sync::OnceLock;
+        static EPOCH: OnceLock<Instant> = OnceLock::new();
+        EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64
+    }
+}
+
+/// Name of the latency clock, for the report.
+pub const TICK_SOURCE: &str = if cfg!(target_arch = "x86_64") {
+    "lfence+rdtsc around each single operation, timer overhead subtracted, TSC calibrated against Instant"
+} else {
+    "Instant around each single operation, timer overhead subtracted"
+};
+
+/// Converts ticks of [`now_ticks`] to nanoseconds.
+#[derive(Clone, Copy, Debug)]
+pub struct TickClock {
+    /// Nanoseconds per tick.
+    ns_per_tick: f64,
+    /// Median ticks of an empty measurement (two back-to-back reads).
+    overhead_ticks: u64,
+}
+
+impl TickClock {
+    /// Calibrates the counter against `Instant` over `window` and measures the read overhead.
+    pub fn calibrate(window: Duration) -> Self {
+        let start_instant = Instant::now();
+        let start_ticks = now_ticks();
+        while start_instant.elapsed() < window {
+            core::hint::spin_loop();
+        }
+        let elapsed_ticks = now_ticks() - start_ticks;
+        let elapsed_ns = start_instant.elapsed().as_nanos() as f64;
+        let ns_per_tick = elapsed_ns / elapsed_ticks.max(1) as f64;
+        let mut empty: Vec<u64> = (0..10_001)
+            .map(|_| {
+                let t0 = now_ticks();
+                let t1 = now_ticks();
+                t1 - t0
+            })
+            .collect();
+        let overhead_ticks = percentile_u64(&mut empty, 50.0);
+        Self { ns_per_tick, overhead_ticks }
+    }
+
+    /// Nanoseconds for one measured interval, minus the timer overhead (never negative).
+    pub fn interval_ns(&self, ticks: u64) -> f64 {
+        ticks.saturating_sub(self.overhead_ticks) as f64 * self.ns_per_tick
+    }
+
+    /// Counter frequency in GHz (for the report).
+    pub fn ghz(&self) -> f64 {
+        1.0 / self.ns_per_tick
+    }
+
+    /// Timer overhead in nanoseconds (for the report).
+    pub fn overhead_ns(&self) -> f64 {
+        self.overhead_ticks as f64 * self.ns_per_tick
+    }
+}
+
+/// The `pct`-th percentile (nearest rank) of `values`, which it sorts.
+pub fn percentile_u64(values: &mut [u64], pct: f64) -> u64 {
+    assert!(!values.is_empty(), "percentile of no samples");
+    values.sort_unstable();
+    let rank = ((pct / 100.0) * values.len() as f64).ceil() as usize;
+    values[rank.clamp(1, values.len()) - 1]
+}
+
+/// Median, minimum and maximum of a set of trial results.
+#[derive(Clone, Copy, Debug)]
+pub struct Summary {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Summary {
+    /// Summarises `values` (at least one).
+    pub fn of(values: &[f64]) -> Self {
+        assert!(!values.is_empty(), "summary of no trials");
+        let mut sorted = values.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let n = sorted.len();
+        let median = if n % 2 == 1 { sorted[n / 2] } else { (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0 };
+        Self { median, min: sorted[0], max: sorted[n - 1] }
+    }
+}
