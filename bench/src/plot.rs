@@ -3,7 +3,10 @@
 
 use std::path::Path;
 
-use plotters::prelude::*;
+use plotters::{
+    prelude::*,
+    style::text_anchor::{HPos, Pos, VPos},
+};
 
 use crate::{
     report::{Results, format_value},
@@ -25,9 +28,33 @@ const PLOTTED: [Metric; 11] = [
     Metric::H,
 ];
 
-/// Panel grid: columns × rows (one cell is the legend).
+/// Panel grid columns (one cell after the panels is the legend).
 const GRID_COLUMNS: usize = 4;
-const GRID_ROWS: usize = 3;
+/// Size of one panel in pixels.
+const PANEL_WIDTH_PX: u32 = 400;
+const PANEL_HEIGHT_PX: u32 = 330;
+/// Height of the title strip in pixels.
+const HEADER_HEIGHT_PX: u32 = 40;
+
+/// Panel caption: short enough to fit a 400 px panel.
+fn short_title(metric: Metric) -> &'static str {
+    match metric {
+        Metric::A => "64 B alloc+free",
+        Metric::B => "random 8..2048 B, live set",
+        Metric::C => "4 KiB pages, shuffled free",
+        Metric::D => "64 B, every free remote",
+        Metric::E => "8..2048 B, every free remote",
+        Metric::F1 => "efficiency, uniform 8..2048 B",
+        Metric::F2 => "efficiency, talc's method",
+        Metric::GAllocP50 => "one alloc, p50",
+        Metric::GAllocP99 => "one alloc, p99",
+        Metric::GAllocP999 => "one alloc, p99.9",
+        Metric::GFreeP50 => "one free, p50",
+        Metric::GFreeP99 => "one free, p99",
+        Metric::GFreeP999 => "one free, p99.9",
+        Metric::H => "metadata per 4 KiB page",
+    }
+}
 
 /// Color of the allocator at `index` in the run order.
 fn color(index: usize) -> RGBColor {
@@ -50,12 +77,14 @@ fn color(index: usize) -> RGBColor {
 
 /// Writes the chart to `path` (SVG).
 pub fn write_svg(results: &Results, title: &str, path: &Path) -> Result<(), Box<dyn std::error::Error>> {
-    let root = SVGBackend::new(path, (1600, 1100)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let (header, body) = root.split_vertically(40);
-    header.draw(&Text::new(title.to_string(), (10, 10), ("sans-serif", 22).into_font()))?;
-    let panels = body.split_evenly((GRID_ROWS, GRID_COLUMNS));
     let metrics: Vec<Metric> = PLOTTED.into_iter().filter(|m| results.metrics().contains(m)).collect();
+    let rows = (metrics.len() + 1).div_ceil(GRID_COLUMNS);
+    let size_px = (PANEL_WIDTH_PX * GRID_COLUMNS as u32, HEADER_HEIGHT_PX + PANEL_HEIGHT_PX * rows as u32);
+    let root = SVGBackend::new(path, size_px).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (header, body) = root.split_vertically(HEADER_HEIGHT_PX);
+    header.draw(&Text::new(title.to_string(), (10, 10), ("sans-serif", 18).into_font()))?;
+    let panels = body.split_evenly((rows, GRID_COLUMNS));
     for (panel, metric) in panels.iter().zip(&metrics) {
         draw_panel(panel, results, *metric)?;
     }
@@ -95,12 +124,12 @@ where
         let max = bars.iter().map(|b| to_axis(b.1)).fold(f64::NEG_INFINITY, f64::max);
         (min.floor().min(0.0), max.ceil().max(min.floor() + 1.0))
     } else {
-        (0.0, 100.0)
+        (0.0, 105.0)
     };
     let caption = format!(
         "{}: {} [{}{}]",
         metric.key(),
-        metric.title(),
+        short_title(metric),
         metric.unit(),
         if log_scale { ", log" } else { "" }
     );
@@ -119,6 +148,10 @@ where
         .draw()?;
     chart.draw_series(bars.iter().map(|&(i, v)| {
         Rectangle::new([(i as f64 + 0.1, y_low), (i as f64 + 0.9, to_axis(v))], color(i).filled())
+    }))?;
+    let label_font = TextStyle::from(("sans-serif", 10).into_font()).pos(Pos::new(HPos::Center, VPos::Bottom));
+    chart.draw_series(bars.iter().map(|&(i, v)| {
+        Text::new(format_value(v), (i as f64 + 0.5, to_axis(v)), label_font.clone())
     }))?;
     if let Some(goal) = metric.goal() {
         let y = to_axis(goal);

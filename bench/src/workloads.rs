@@ -165,7 +165,7 @@ impl Config {
     pub fn full(trials: usize) -> Self {
         Self {
             trials,
-            efficiency_trials: trials.min(5),
+            efficiency_trials: trials.min(3),
             arena_bytes: 64 << 20,
             talc_method_arena_bytes: 128 << 20,
             trial_target: Duration::from_millis(40),
