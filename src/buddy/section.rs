@@ -1,0 +1,287 @@
+//! One contiguous range of managed pages with its own free lists.
+//!
+//! Page indices (`idx`) are relative to the section; alignment is by absolute
+//! page frame number `base_pfn + idx`, so a block of order `k` starts at an
+//! address aligned to `PAGE_SIZE << k` whatever the region's start.
+
+use super::page_meta::{NIL, PageKind, PageMeta};
+use crate::config::{MAX_ORDER, NR_ORDERS};
+use core::ptr::NonNull;
+
+/// Free lists and metadata of one section. See `PageMeta` for B1..B4.
+///
+/// Further invariants:
+/// - B5: bit `k` of `nonempty_orders` is set iff `free_heads[k] != NIL`.
+/// - B6: `free_pages` is the sum of `1 << order` over the blocks on the
+///   free lists.
+/// - B7: `meta` points to `nr_pages` initialised `PageMeta`s that nothing
+///   else writes except through this section (and the slab owner through
+///   `PageMeta` atomics it has been given by the buddy).
+pub(crate) struct Section {
+    /// Absolute page frame number (`vaddr / PAGE_SIZE`) of page 0.
+    pub(crate) base_pfn: usize,
+    /// Pages managed (not counting the metadata prefix).
+    pub(crate) nr_pages: usize,
+    /// First byte of the whole region this section was carved from.
+    pub(crate) region_start: usize,
+    /// One past the last byte of that region.
+    pub(crate) region_end: usize,
+    /// Whether all of this section's memory lies below the lowmem limit.
+    pub(crate) lowmem: bool,
+    pub(crate) meta: NonNull<PageMeta>,
+    free_heads: [u32; NR_ORDERS],
+    nonempty_orders: u32,
+    pub(crate) free_pages: usize,
+}
+
+// SAFETY: a Section is plain data plus a pointer to metadata it owns (B7);
+// moving it to another thread moves that ownership.
+unsafe impl Send for Section {}
+
+impl Section {
+    /// Builds a section over `nr_pages` pages whose metadata is at `meta`,
+    /// initialises every `PageMeta` and frees all pages.
+    ///
+    /// # Safety
+    /// - `meta` is valid for writes of `nr_pages` `PageMeta`s, suitably
+    ///   aligned, and is used for nothing else while the section lives.
+    /// - `nr_pages < u32::MAX`.
+    pub(crate) unsafe fn new(
+        base_pfn: usize,
+        nr_pages: usize,
+        meta: NonNull<PageMeta>,
+        region: (usize, usize),
+        lowmem: bool,
+    ) -> Self {
+        for i in 0..nr_pages {
+            // SAFETY: caller contract: `meta` has room for `nr_pages` entries.
+            unsafe {
+                meta.as_ptr().add(i).write(PageMeta::new_tail());
+            }
+        }
+        let mut s = Self {
+            base_pfn,
+            nr_pages,
+            region_start: region.0,
+            region_end: region.1,
+            lowmem,
+            meta,
+            free_heads: [NIL; NR_ORDERS],
+            nonempty_orders: 0,
+            free_pages: 0,
+        };
+        s.free_run(0, nr_pages);
+        s
+    }
+
+    #[inline]
+    pub(crate) fn meta(&self, idx: usize) -> &PageMeta {
+        assert!(idx < self.nr_pages);
+        // SAFETY: idx < nr_pages and `meta` holds nr_pages initialised
+        // entries (B7).
+        unsafe { &*self.meta.as_ptr().add(idx) }
+    }
+
+    /// Order of the largest block starting at `idx` that is naturally aligned
+    /// and fits in `pages` pages.
+    #[inline]
+    fn max_block_order(&self, idx: usize, pages: usize) -> u32 {
+        let align = (self.base_pfn + idx).trailing_zeros();
+        let fit = usize::BITS - 1 - pages.leading_zeros();
+        align.min(fit).min(MAX_ORDER as u32)
+    }
+
+    fn push_free(&mut self, idx: usize, order: u32) {
+        let head = self.free_heads[order as usize];
+        let m = self.meta(idx);
+        m.set(PageKind::Free, order);
+        m.set_prev(NIL);
+        m.set_next(head);
+        if head != NIL {
+            self.meta(head as usize).set_prev(idx as u32);
+        }
+        self.free_heads[order as usize] = idx as u32;
+        self.nonempty_orders |= 1 << order;
+        self.free_pages += 1 << order;
+    }
+
+    /// Unlinks the free block at `idx` and marks its head `Tail`.
+    fn remove_free(&mut self, idx: usize, order: u32) {
+        let m = self.meta(idx);
+        debug_assert!(m.is(PageKind::Free, order));
+        let (prev, next) = (m.prev(), m.next());
+        m.set(PageKind::Tail, 0);
+        if prev == NIL {
+            self.free_heads[order as usize] = next;
+            if next == NIL {
+                self.nonempty_orders &= !(1 << order);
+            }
+        } else {
+            self.meta(prev as usize).set_next(next);
+        }
+        if next != NIL {
+            self.meta(next as usize).set_prev(prev);
+        }
+        self.free_pages -= 1 << order;
+    }
+
+    /// Frees the naturally aligned block at `idx` of `order`, merging it
+    /// with free buddies. The block's pages must all be `Tail`.
+    pub(crate) fn free_block(&mut self, mut idx: usize, mut order: u32) {
+        while order < MAX_ORDER as u32 {
+            let buddy_pfn = (self.base_pfn + idx) ^ (1 << order);
+            let Some(buddy) = buddy_pfn.checked_sub(self.base_pfn) else {
+                break;
+            };
+            if buddy + (1 << order) > self.nr_pages || !self.meta(buddy).is(PageKind::Free, order) {
+                break;
+            }
+            self.remove_free(buddy, order);
+            idx = idx.min(buddy);
+            order += 1;
+        }
+        self.push_free(idx, order);
+    }
+
+    /// Frees the pages `[idx, idx + pages)` as maximal aligned blocks.
+    pub(crate) fn free_run(&mut self, idx: usize, pages: usize) {
+        let end = idx + pages;
+        let mut cur = idx;
+        while cur < end {
+            let order = self.max_block_order(cur, end - cur);
+            self.meta(cur).set(PageKind::Tail, 0);
+            self.free_block(cur, order);
+            cur += 1 << order;
+        }
+    }
+
+    /// Whether a block of `order` or larger is free.
+    #[inline]
+    pub(crate) fn has_order(&self, order: u32) -> bool {
+        self.nonempty_orders >> order != 0
+    }
+
+    /// Largest free order, if any page is free.
+    pub(crate) fn largest_free_order(&self) -> Option<u32> {
+        (self.nonempty_orders != 0).then(|| 31 - self.nonempty_orders.leading_zeros())
+    }
+
+    /// Free blocks of `order` (walks one list: statistics only).
+    pub(crate) fn count_free_blocks(&self, order: u32) -> usize {
+        let mut n = 0;
+        let mut cur = self.free_heads[order as usize];
+        while cur != NIL {
+            n += 1;
+            cur = self.meta(cur as usize).next();
+        }
+        n
+    }
+
+    /// Takes a naturally aligned block of `order` pages, splitting a larger
+    /// one if needed. O(MAX_ORDER). Its pages are all `Tail` on return.
+    pub(crate) fn alloc_block(&mut self, order: u32) -> Option<usize> {
+        let candidates = self.nonempty_orders >> order;
+        if candidates == 0 {
+            return None;
+        }
+        let mut cur_order = order + candidates.trailing_zeros();
+        let idx = self.free_heads[cur_order as usize] as usize;
+        self.remove_free(idx, cur_order);
+        while cur_order > order {
+            cur_order -= 1;
+            self.push_free(idx + (1 << cur_order), cur_order);
+        }
+        Some(idx)
+    }
+
+    /// Finds the free block containing page `idx`: `(head, order)`.
+    fn free_block_containing(&self, idx: usize) -> Option<(usize, u32)> {
+        let pfn = self.base_pfn + idx;
+        for order in 0..=MAX_ORDER as u32 {
+            let head_pfn = pfn & !((1usize << order) - 1);
+            let Some(head) = head_pfn.checked_sub(self.base_pfn) else {
+                return None;
+            };
+            if self.meta(head).is(PageKind::Free, order) {
+                return Some((head, order));
+            }
+        }
+        None
+    }
+
+    /// Takes exactly the pages `[idx, idx + pages)` off the free lists, or
+    /// nothing if one of them is not free. Pages taken are `Tail`.
+    /// O(pages / block + MAX_ORDER) per block touched.
+    pub(crate) fn take_range(&mut self, idx: usize, pages: usize) -> bool {
+        let end = idx + pages;
+        if end > self.nr_pages {
+            return false;
+        }
+        let mut cur = idx;
+        while cur < end {
+            let Some((head, order)) = self.free_block_containing(cur) else {
+                // Roll back what was taken so far.
+                self.free_run(idx, cur - idx);
+                return false;
+            };
+            let block_end = head + (1 << order);
+            self.remove_free(head, order);
+            self.free_run(head, cur - head);
+            let taken_end = block_end.min(end);
+            self.free_run(taken_end, block_end - taken_end);
+            cur = taken_end;
+        }
+        true
+    }
+
+    /// Checks B1, B2 (for free blocks), B5 and B6; panics on a violation.
+    pub(crate) fn check_invariants(&self) {
+        let mut free_pages = 0;
+        for order in 0..NR_ORDERS as u32 {
+            let mut cur = self.free_heads[order as usize];
+            assert_eq!(
+                cur != NIL,
+                self.nonempty_orders & (1 << order) != 0,
+                "B5 order {order}"
+            );
+            let mut prev = NIL;
+            while cur != NIL {
+                let idx = cur as usize;
+                let m = self.meta(idx);
+                assert!(
+                    m.is(PageKind::Free, order),
+                    "B1: page {idx} on list {order} is {:?}",
+                    m.kind()
+                );
+                assert_eq!(m.prev(), prev, "B1: broken prev link at {idx}");
+                assert_eq!(
+                    (self.base_pfn + idx) % (1 << order),
+                    0,
+                    "B1: misaligned block {idx}"
+                );
+                assert!(
+                    idx + (1 << order) <= self.nr_pages,
+                    "B1: block {idx} past section end"
+                );
+                for t in idx + 1..idx + (1 << order) {
+                    assert_eq!(
+                        self.meta(t).kind(),
+                        PageKind::Tail,
+                        "B2: page {t} in free block {idx}"
+                    );
+                }
+                free_pages += 1 << order;
+                prev = cur;
+                cur = m.next();
+            }
+        }
+        assert_eq!(free_pages, self.free_pages, "B6");
+        let free_heads = (0..self.nr_pages)
+            .filter(|&i| self.meta(i).kind() == PageKind::Free)
+            .count();
+        let listed: usize = (0..NR_ORDERS as u32)
+            .map(|o| self.count_free_blocks(o))
+            .sum();
+        assert_eq!(free_heads, listed, "B1: a Free page is on no list");
+    }
+}

@@ -1,0 +1,24 @@
+//! Compile-time knobs, read from `configs/default.toml` (or the file named by
+//! the `BUDDY_SLAB_CONFIG` environment variable) by `axconfig_macros`.
+#![deny(unsafe_code)]
+#![allow(missing_docs, clippy::unreadable_literal)]
+
+axconfig_macros::include_configs!(
+    path_env = "BUDDY_SLAB_CONFIG",
+    fallback = "configs/default.toml"
+);
+
+/// Number of buddy orders (`0..=MAX_ORDER`).
+pub const NR_ORDERS: usize = MAX_ORDER + 1;
+
+const _: () = {
+    assert!(
+        MAX_ORDER <= 31,
+        "max-order must fit the 32-bit order bitmap"
+    );
+    assert!(MAX_SECTIONS >= 1 && MAX_SECTIONS <= 255);
+    assert!(slab::MAX_SLAB_ORDER <= 6);
+    assert!(cpu::PAGE_CACHE_ORDERS <= 8);
+    assert!(cpu::PAGE_CACHE_BATCH >= 1 && cpu::PAGE_CACHE_BATCH <= cpu::PAGE_CACHE_HIGH);
+    assert!(cpu::HOST_MAX_CPUS >= 1);
+};

@@ -1,0 +1,774 @@
+//! The global facade: per-CPU slabs for small requests, the buddy for pages.
+//!
+//! # Routing
+//! Requests with size and alignment ≤ 2048 bytes go to the current CPU's
+//! [`SlabAllocator`](crate::SlabAllocator); larger ones become page runs,
+//! served from the CPU's page cache for small power-of-two runs, else from
+//! the buddy.
+//!
+//! # Frees
+//! `dealloc` finds the page metadata of the address (lock-free section map,
+//! O(log sections)), which says whether it is a slab page (→ its header by
+//! arithmetic) or the head of a run. A slab object freed by its owner CPU
+//! goes back on the slab's free list; freed by another CPU it sets a bit in
+//! the slab's remote bitmap (one atomic OR) and, the first time, pushes the
+//! slab on the owner's pending stack (one CAS). The owner absorbs pending
+//! slabs on its next slow path: O(1) per slab, no walk over full slabs.
+//!
+//! # Lock order
+//! 1. the CPU pin (`Platform::pin`) or the shared-slot lock, then
+//! 2. the buddy lock.
+//!
+//! Slab and page-cache state is never shared under a lock: it belongs to
+//! one CPU slot; cross-CPU traffic is the remote bitmaps and pending stacks.
+
+use crate::buddy::{BuddyAllocator, ManagedSection, PageKind, PageMeta, SectionMap};
+use crate::config::cpu::PAGE_CACHE_BATCH;
+use crate::cpu::{CpuLocal, CpuSlot, PageCache};
+use crate::error::{AllocError, AllocResult};
+use crate::platform::Platform;
+use crate::slab::header::SlabHeader;
+use crate::slab::{
+    ClassStats, MAX_OBJECT_BYTES, SizeClass, SlabAllocResult, SlabAllocator, SlabDeallocResult,
+    SlabStats,
+};
+use crate::sync::{AtomicPtr, AtomicUsize, Locked, Ordering, RawLock};
+use core::alloc::{GlobalAlloc, Layout};
+use core::marker::PhantomData;
+use core::ptr::{self, NonNull};
+
+/// The platform used when none is named: the host platform with `std`,
+/// the shared-slot platform otherwise.
+#[cfg(feature = "std")]
+pub type DefaultPlatform = crate::platform::HostPlatform;
+/// The platform used when none is named: the host platform with `std`,
+/// the shared-slot platform otherwise.
+#[cfg(not(feature = "std"))]
+pub type DefaultPlatform = crate::platform::SharedSlotPlatform;
+
+/// Whole-allocator statistics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GlobalStats {
+    /// Bytes of managed pages.
+    pub managed_bytes: usize,
+    /// Bytes of pages in use: runs handed out and slabs (page caches not
+    /// counted).
+    pub allocated_bytes: usize,
+    /// Bytes held by slabs (part of `allocated_bytes`).
+    pub slab_bytes: usize,
+    /// Bytes in per-CPU page caches (free from the user's point of view).
+    pub cached_page_bytes: usize,
+    /// Small objects live (remote frees count once absorbed).
+    pub live_objects: usize,
+    /// Rejected frees: double, foreign, wrong layout, interior pointers.
+    pub invalid_frees: usize,
+    /// Frees of objects owned by another CPU.
+    pub remote_frees: usize,
+}
+
+/// Statistics of one CPU slot.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CpuStats {
+    /// Its slab caches.
+    pub slab: SlabStats,
+    /// Bytes in its page cache.
+    pub cached_page_bytes: usize,
+    /// Frees it made of objects owned by other CPUs.
+    pub remote_frees_sent: usize,
+}
+
+/// Buddy pages + per-CPU slab caches, usable as `#[global_allocator]`.
+///
+/// Invariants: G1: `slots` is null until `init` publishes `nr_slots`
+/// initialised slots (Release/Acquire): ids `0..nr_slots - 1` belong to the
+/// platform's CPUs, the last is the shared slot guarded by `shared`.
+/// G2: every section the buddy manages is in `map`.
+pub struct GlobalAllocator<const PAGE_SIZE: usize, P: Platform = DefaultPlatform> {
+    buddy: Locked<P::Lock, BuddyAllocator<PAGE_SIZE>>,
+    shared: P::Lock,
+    map: SectionMap,
+    slots: AtomicPtr<CpuSlot<PAGE_SIZE>>,
+    nr_slots: AtomicUsize,
+    invalid_frees: AtomicUsize,
+    _platform: PhantomData<fn() -> P>,
+}
+
+impl<const PAGE_SIZE: usize, P: Platform> Default for GlobalAllocator<PAGE_SIZE, P> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn small(layout: &Layout) -> bool {
+    layout.size() <= MAX_OBJECT_BYTES && layout.align() <= MAX_OBJECT_BYTES
+}
+
+impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
+    const PAGE_SHIFT: u32 = PAGE_SIZE.trailing_zeros();
+
+    /// An allocator with no memory; call [`Self::init`] before use.
+    pub const fn new() -> Self {
+        Self {
+            buddy: Locked::new(BuddyAllocator::with_virt_to_phys(P::virt_to_phys)),
+            shared: P::Lock::UNLOCKED,
+            map: SectionMap::new(),
+            slots: AtomicPtr::new(ptr::null_mut()),
+            nr_slots: AtomicUsize::new(0),
+            invalid_frees: AtomicUsize::new(0),
+            _platform: PhantomData,
+        }
+    }
+
+    /// Adds the first region and sets up the per-CPU slots in it.
+    ///
+    /// # Errors
+    /// As [`Self::add_region`]; `InvalidParam` if already initialised;
+    /// `NoMemory` if the region cannot hold the per-CPU slots.
+    ///
+    /// # Safety
+    /// As [`Self::add_region`]; additionally `self` is not moved while
+    /// anything it handed out is in use, and `init` runs once, before any
+    /// other call.
+    pub unsafe fn init(&self, region: &mut [u8]) -> AllocResult {
+        if !self.slots.load(Ordering::Acquire).is_null() {
+            return Err(AllocError::InvalidParam);
+        }
+        // SAFETY: forwarded caller contract.
+        unsafe { self.add_region(region)? };
+        let nr_slots = P::max_cpus() + 1;
+        let bytes = nr_slots * core::mem::size_of::<CpuSlot<PAGE_SIZE>>();
+        let addr = self
+            .buddy
+            .with(|b| b.alloc_pages(bytes.div_ceil(PAGE_SIZE), 0))?;
+        let slots = addr as *mut CpuSlot<PAGE_SIZE>;
+        for i in 0..nr_slots {
+            // SAFETY: the run has room for nr_slots slots, is page aligned
+            // (≥ the slot's 64-byte alignment) and is ours.
+            unsafe { slots.add(i).write(CpuSlot::new(i)) };
+        }
+        self.nr_slots.store(nr_slots, Ordering::Relaxed);
+        self.slots.store(slots, Ordering::Release);
+        log::info!(
+            "buddy-slab: {} CPU slots, {} managed bytes",
+            nr_slots,
+            self.managed_bytes()
+        );
+        Ok(())
+    }
+
+    /// Adds a region of memory (hot-add). Safe to call while other CPUs
+    /// allocate.
+    ///
+    /// # Errors
+    /// `InvalidParam` (too small), `MemoryOverlap`, `TooManyRegions`.
+    ///
+    /// # Safety
+    /// `region` is valid for reads and writes for as long as this allocator
+    /// is used, and used by nothing else.
+    pub unsafe fn add_region(&self, region: &mut [u8]) -> AllocResult {
+        let (start, len) = (region.as_mut_ptr() as usize, region.len());
+        self.buddy.with(|b| {
+            // SAFETY: forwarded caller contract.
+            let added = unsafe { b.add_region_raw(start, len)? };
+            for s in added.iter().flatten() {
+                self.map.insert(s);
+            }
+            Ok(())
+        })
+    }
+
+    /// Runs `f` on the current CPU's slot (or the shared slot, locked).
+    #[inline]
+    fn with_slot<R>(
+        &self,
+        f: impl FnOnce(&CpuSlot<PAGE_SIZE>, usize, &mut CpuLocal<PAGE_SIZE>) -> R,
+    ) -> AllocResult<R> {
+        let slots = self.slots.load(Ordering::Acquire);
+        if slots.is_null() {
+            return Err(AllocError::NoMemory);
+        }
+        let shared_id = self.nr_slots.load(Ordering::Relaxed) - 1;
+        let pin = P::pin();
+        let result = match P::cpu_id(&pin) {
+            Some(id) if id < shared_id => {
+                // SAFETY: id < nr_slots - 1 (G1) and the pin makes this
+                // context the slot's only user (Platform contract).
+                let slot = unsafe { &*slots.add(id) };
+                // SAFETY: we own the slot while pinned; no other `local()`
+                // borrow of it is alive in this context.
+                f(slot, id, unsafe { slot.local() })
+            }
+            other => {
+                if other.is_some() {
+                    log::warn!(
+                        "buddy-slab: CPU id {other:?} beyond the {shared_id} configured; using the shared slot"
+                    );
+                }
+                self.shared.with(|| {
+                    // SAFETY: the shared slot is the last (G1); holding
+                    // `shared` makes us its only user.
+                    let slot = unsafe { &*slots.add(shared_id) };
+                    // SAFETY: as above.
+                    f(slot, shared_id, unsafe { slot.local() })
+                })
+            }
+        };
+        drop(pin);
+        Ok(result)
+    }
+
+    fn slot(&self, id: usize) -> Option<&CpuSlot<PAGE_SIZE>> {
+        let slots = self.slots.load(Ordering::Acquire);
+        // SAFETY: ids below nr_slots are initialised slots (G1).
+        (!slots.is_null() && id < self.nr_slots.load(Ordering::Relaxed))
+            .then(|| unsafe { &*slots.add(id) })
+    }
+
+    /// Allocates memory for `layout`.
+    ///
+    /// # Errors
+    /// `InvalidParam` for a zero size; `NoMemory` when memory is exhausted
+    /// (or before `init`).
+    #[inline]
+    pub fn alloc(&self, layout: Layout) -> AllocResult<NonNull<u8>> {
+        if layout.size() == 0 {
+            return Err(AllocError::InvalidParam);
+        }
+        if !small(&layout) {
+            let pages = layout.size().div_ceil(PAGE_SIZE);
+            let addr = self.alloc_pages(pages, layout.align().max(PAGE_SIZE))?;
+            // SAFETY: page runs are never at address 0.
+            return Ok(unsafe { NonNull::new_unchecked(addr as *mut u8) });
+        }
+        self.with_slot(|slot, id, local| match local.slab.alloc(layout)? {
+            SlabAllocResult::Allocated(p) => Ok(p),
+            SlabAllocResult::NeedsSlab { size_class, pages } => {
+                self.refill(slot, id, local, size_class, pages)
+            }
+        })?
+    }
+
+    /// Gets a new slab for `class`, after absorbing remote frees.
+    #[cold]
+    fn refill(
+        &self,
+        slot: &CpuSlot<PAGE_SIZE>,
+        id: usize,
+        local: &mut CpuLocal<PAGE_SIZE>,
+        class: SizeClass,
+        pages: usize,
+    ) -> AllocResult<NonNull<u8>> {
+        if !slot.pending.is_empty() {
+            self.absorb(slot, local);
+            if let SlabAllocResult::Allocated(p) = local.slab.alloc_class(class) {
+                return Ok(p);
+            }
+        }
+        let order = pages.trailing_zeros();
+        let base = match self.buddy.with(|b| b.alloc_slab(order)) {
+            Ok(base) => base,
+            Err(_) => {
+                self.drain_local(slot, local);
+                self.buddy.with(|b| b.alloc_slab(order))?
+            }
+        };
+        let _ = id;
+        // SAFETY: the buddy just gave us this naturally aligned block of the
+        // class's slab size.
+        unsafe {
+            local
+                .slab
+                .add_slab(class, base, pages << Self::PAGE_SHIFT, id)
+        }?;
+        match local.slab.alloc_class(class) {
+            SlabAllocResult::Allocated(p) => Ok(p),
+            SlabAllocResult::NeedsSlab { .. } => Err(AllocError::NoMemory),
+        }
+    }
+
+    fn absorb(&self, slot: &CpuSlot<PAGE_SIZE>, local: &mut CpuLocal<PAGE_SIZE>) {
+        local
+            .slab
+            .absorb_pending(&slot.pending, |base, pages| self.free_slab(base, pages));
+    }
+
+    fn free_slab(&self, base: usize, pages: usize) {
+        if let Err(e) = self
+            .buddy
+            .with(|b| b.free_slab(base, pages.trailing_zeros()))
+        {
+            log::error!("buddy-slab: returning slab {base:#x} failed: {e}");
+        }
+    }
+
+    #[cold]
+    fn reject(&self, addr: usize, layout: Layout, why: &str) {
+        self.invalid_frees.fetch_add(1, Ordering::Relaxed);
+        log::error!(
+            "buddy-slab: free of {addr:#x} ({} bytes, align {}) rejected: {why}",
+            layout.size(),
+            layout.align()
+        );
+    }
+
+    fn meta_of(&self, addr: usize) -> Option<&PageMeta> {
+        let sec = self.map.lookup(addr)?;
+        // SAFETY-free: `meta_of` checks the range in debug builds; `lookup`
+        // returned the section containing addr.
+        Some(sec.meta_of(addr, Self::PAGE_SHIFT)).map(|m| {
+            // SAFETY: section metadata lives as long as the allocator (B7,
+            // sections are never removed), which outlives `&self`.
+            unsafe { &*ptr::from_ref(m) }
+        })
+    }
+
+    /// Frees `ptr`, allocated by this allocator with `layout`.
+    ///
+    /// Double frees, foreign pointers, interior pointers and wrong layouts
+    /// are detected, logged, counted in [`GlobalStats::invalid_frees`] and
+    /// ignored.
+    ///
+    /// # Safety
+    /// The caller gives the memory up: it is not used afterwards.
+    #[inline]
+    pub unsafe fn dealloc(&self, ptr: NonNull<u8>, layout: Layout) {
+        let addr = ptr.as_ptr() as usize;
+        let Some(meta) = self.meta_of(addr) else {
+            return self.reject(addr, layout, "not in managed memory");
+        };
+        match meta.kind() {
+            PageKind::Slab | PageKind::SlabTail => {
+                let bytes = PAGE_SIZE << meta.order();
+                let base = addr & !(bytes - 1);
+                // SAFETY: slab pages are managed memory; the header is read
+                // only through atomics and trusted once its magic matches.
+                let hdr = unsafe { &*(SlabHeader::addr_for(base, bytes) as *const SlabHeader) };
+                let class = SlabAllocator::<PAGE_SIZE>::default_table().class_for(layout);
+                match class {
+                    Ok(c) if hdr.is_live_at(base) && hdr.class() == c.0 => {}
+                    _ => {
+                        return self.reject(
+                            addr,
+                            layout,
+                            "layout does not match the object's size class",
+                        );
+                    }
+                }
+                // SAFETY: header validated; caller gives the object up.
+                unsafe { self.free_object(hdr, ptr.as_ptr(), layout) }
+            }
+            PageKind::Allocated if !small(&layout) => {
+                // SAFETY: forwarded caller contract.
+                if unsafe { self.dealloc_pages(addr, layout.size().div_ceil(PAGE_SIZE)) }.is_err() {
+                    log::error!(
+                        "buddy-slab: (that was a free of a {}-byte layout)",
+                        layout.size()
+                    );
+                }
+            }
+            _ => self.reject(
+                addr,
+                layout,
+                "not the start of a live allocation of this kind",
+            ),
+        }
+    }
+
+    /// # Safety
+    /// `hdr` is a live slab; the caller gives `obj` up.
+    #[inline]
+    unsafe fn free_object(&self, hdr: &SlabHeader, obj: *mut u8, layout: Layout) {
+        let owner = hdr.owner_cpu();
+        let done = self.with_slot(|slot, id, local| {
+            if owner == id {
+                // SAFETY: we own the slab's CPU slot; caller contract.
+                if let SlabDeallocResult::FreeSlab { base, pages } =
+                    unsafe { local.slab.dealloc_in(hdr, obj, None) }
+                {
+                    self.free_slab(base, pages);
+                }
+                return Ok(());
+            }
+            slot.remote_frees_sent.add(1);
+            match hdr.free_remote(obj) {
+                Ok(false) => Ok(()),
+                Ok(true) => match self.slot(owner) {
+                    Some(owner_slot) => {
+                        owner_slot.pending.push(hdr);
+                        Ok(())
+                    }
+                    None => Err("slab owner is not a CPU slot"),
+                },
+                Err(_) => Err("double free or not an object boundary (remote)"),
+            }
+        });
+        match done {
+            Ok(Ok(())) => {}
+            Ok(Err(why)) => self.reject(obj as usize, layout, why),
+            Err(_) => self.reject(obj as usize, layout, "allocator not initialised"),
+        }
+    }
+
+    /// Resizes `ptr` to `new_size` bytes, in place when the size class or
+    /// the page run allows, else by moving the contents.
+    ///
+    /// # Errors
+    /// `InvalidParam` for a zero or overflowing size; `NoMemory`. On error
+    /// the old allocation is untouched.
+    ///
+    /// # Safety
+    /// `ptr` was allocated by this allocator with `layout`; on success the
+    /// caller uses only the returned pointer.
+    pub unsafe fn realloc(
+        &self,
+        ptr: NonNull<u8>,
+        layout: Layout,
+        new_size: usize,
+    ) -> AllocResult<NonNull<u8>> {
+        let new_layout = Layout::from_size_align(new_size, layout.align())
+            .map_err(|_| AllocError::InvalidParam)?;
+        if new_size == 0 {
+            return Err(AllocError::InvalidParam);
+        }
+        if small(&layout) && small(&new_layout) {
+            let table = SlabAllocator::<PAGE_SIZE>::default_table();
+            if table.class_for(layout) == table.class_for(new_layout) {
+                return Ok(ptr);
+            }
+        } else if !small(&layout) && !small(&new_layout) {
+            let (old_pages, new_pages) = (
+                layout.size().div_ceil(PAGE_SIZE),
+                new_size.div_ceil(PAGE_SIZE),
+            );
+            if old_pages == new_pages {
+                return Ok(ptr);
+            }
+            let addr = ptr.as_ptr() as usize;
+            if let Some(meta) = self.meta_of(addr) {
+                // Claim the run so a racing free cannot touch it meanwhile.
+                if meta.transition(PageKind::Allocated, PageKind::Cached) {
+                    let resized = self.buddy.with(|b| {
+                        meta.transition(PageKind::Cached, PageKind::Allocated);
+                        // SAFETY: caller owns the run; shrinking gives up
+                        // only its tail.
+                        unsafe { b.resize_pages(addr, old_pages, new_pages) }
+                    });
+                    if resized.is_ok() {
+                        return Ok(ptr);
+                    }
+                }
+            }
+        }
+        let new = self.alloc(new_layout)?;
+        // SAFETY: both blocks are live, distinct, and at least min(old, new)
+        // bytes long.
+        unsafe {
+            ptr::copy_nonoverlapping(ptr.as_ptr(), new.as_ptr(), layout.size().min(new_size))
+        };
+        // SAFETY: caller contract: the old block is given up on success.
+        unsafe { self.dealloc(ptr, layout) };
+        Ok(new)
+    }
+
+    /// Allocates `count` contiguous pages aligned to `align_bytes` (0 or a
+    /// power of two). Small power-of-two runs come from the CPU's page cache.
+    ///
+    /// # Errors
+    /// `InvalidParam`, `NoMemory`.
+    pub fn alloc_pages(&self, count: usize, align_bytes: usize) -> AllocResult<usize> {
+        if count == 0 || !(align_bytes == 0 || align_bytes.is_power_of_two()) {
+            return Err(AllocError::InvalidParam);
+        }
+        if let Some(order) = PageCache::order_for(count, align_bytes >> Self::PAGE_SHIFT) {
+            if let Ok(Some(addr)) =
+                self.with_slot(|slot, _, local| self.alloc_cached(slot, local, order))
+            {
+                return Ok(addr);
+            }
+        }
+        self.buddy
+            .with(|b| b.alloc_pages(count, align_bytes))
+            .or_else(|_| {
+                self.drain();
+                self.buddy.with(|b| b.alloc_pages(count, align_bytes))
+            })
+    }
+
+    fn alloc_cached(
+        &self,
+        slot: &CpuSlot<PAGE_SIZE>,
+        local: &mut CpuLocal<PAGE_SIZE>,
+        order: usize,
+    ) -> Option<usize> {
+        let bytes = PAGE_SIZE << order;
+        if let Some(addr) = local.pages.pop(order) {
+            slot.cached_page_bytes.sub(bytes);
+            let claimed = self
+                .meta_of(addr)
+                .is_some_and(|m| m.transition(PageKind::Cached, PageKind::Allocated));
+            debug_assert!(claimed, "P1: cached block {addr:#x} is not tagged Cached");
+            return Some(addr);
+        }
+        let mut batch = [0usize; PAGE_CACHE_BATCH];
+        let n = self.buddy.with(|b| {
+            let mut n = 0;
+            while n < PAGE_CACHE_BATCH {
+                match b.alloc_pages(1 << order, bytes) {
+                    Ok(addr) => batch[n] = addr,
+                    Err(_) => break,
+                }
+                n += 1;
+            }
+            n
+        });
+        for &addr in &batch[1..n.max(1)] {
+            if self
+                .meta_of(addr)
+                .is_some_and(|m| m.transition(PageKind::Allocated, PageKind::Cached))
+                && local.pages.push(order, addr)
+            {
+                slot.cached_page_bytes.add(bytes);
+            }
+        }
+        (n > 0).then_some(batch[0])
+    }
+
+    /// Allocates `count` pages below the lowmem (DMA32) limit.
+    ///
+    /// # Errors
+    /// `InvalidParam`, `NoMemory`.
+    pub fn alloc_pages_lowmem(&self, count: usize, align_bytes: usize) -> AllocResult<usize> {
+        self.buddy
+            .with(|b| b.alloc_pages_lowmem(count, align_bytes))
+    }
+
+    /// Allocates exactly the pages at `[addr, addr + count * PAGE_SIZE)`.
+    ///
+    /// # Errors
+    /// `InvalidParam`, `NotAllocated` (outside managed memory), `NoMemory`
+    /// (a page in the range is in use).
+    pub fn alloc_pages_at(&self, addr: usize, count: usize) -> AllocResult<usize> {
+        self.buddy.with(|b| b.alloc_pages_at(addr, count))
+    }
+
+    /// Frees a run from `alloc_pages` (or `_lowmem`, `_at`).
+    ///
+    /// # Errors
+    /// `NotAllocated` for a double free, a foreign address, an address
+    /// inside a run or a wrong `count`; nothing changes then.
+    ///
+    /// # Safety
+    /// The caller owns the run and does not use it afterwards.
+    pub unsafe fn dealloc_pages(&self, addr: usize, count: usize) -> AllocResult {
+        let meta = self.meta_of(addr).filter(|_| addr % PAGE_SIZE == 0);
+        // Claiming (Allocated → Cached) makes exactly one of two racing
+        // frees win.
+        let Some(meta) = meta.filter(|m| m.transition(PageKind::Allocated, PageKind::Cached))
+        else {
+            return self.reject_pages(addr, count);
+        };
+        if meta.run_pages() as usize != count {
+            meta.transition(PageKind::Cached, PageKind::Allocated);
+            return self.reject_pages(addr, count);
+        }
+        // Only naturally aligned runs are cached (a run grown in place may
+        // not be), so a cached block honours any alignment up to its size.
+        if let Some(order) = PageCache::order_for(count, 1).filter(|&o| addr % (PAGE_SIZE << o) == 0) {
+            let cached = self.with_slot(|slot, _, local| {
+                if !local.pages.push(order, addr) {
+                    self.flush_pages(slot, local, order, PAGE_CACHE_BATCH);
+                    if !local.pages.push(order, addr) {
+                        return false;
+                    }
+                }
+                slot.cached_page_bytes.add(PAGE_SIZE << order);
+                true
+            });
+            if cached == Ok(true) {
+                return Ok(());
+            }
+        }
+        self.buddy.with(|b| {
+            meta.transition(PageKind::Cached, PageKind::Allocated);
+            // SAFETY: we claimed the run above; caller contract.
+            unsafe { b.dealloc_pages(addr, count) }
+        })
+    }
+
+    #[cold]
+    fn reject_pages(&self, addr: usize, count: usize) -> AllocResult {
+        self.invalid_frees.fetch_add(1, Ordering::Relaxed);
+        log::error!(
+            "buddy-slab: free of {count} pages at {addr:#x} rejected: not an allocated run of that size"
+        );
+        Err(AllocError::NotAllocated)
+    }
+
+    /// Returns up to `max` cached blocks of `order` to the buddy.
+    fn flush_pages(
+        &self,
+        slot: &CpuSlot<PAGE_SIZE>,
+        local: &mut CpuLocal<PAGE_SIZE>,
+        order: usize,
+        max: usize,
+    ) {
+        let mut batch = [0usize; PAGE_CACHE_BATCH];
+        loop {
+            let n = local.pages.take_batch(order, max, &mut batch);
+            if n == 0 {
+                return;
+            }
+            slot.cached_page_bytes.sub(n * (PAGE_SIZE << order));
+            self.buddy.with(|b| {
+                for &addr in &batch[..n] {
+                    let ok = self.meta_of(addr).is_some_and(|m| m.transition(PageKind::Cached, PageKind::Allocated))
+                        // SAFETY: cached blocks are runs we own (P1).
+                        && unsafe { b.dealloc_pages(addr, 1 << order) }.is_ok();
+                    debug_assert!(ok, "P1: cached block {addr:#x} could not be freed");
+                }
+            });
+            if max <= n {
+                return;
+            }
+        }
+    }
+
+    fn drain_local(&self, slot: &CpuSlot<PAGE_SIZE>, local: &mut CpuLocal<PAGE_SIZE>) {
+        self.absorb(slot, local);
+        local.slab.drain(|base, pages| self.free_slab(base, pages));
+        for order in 0..crate::config::cpu::PAGE_CACHE_ORDERS {
+            self.flush_pages(slot, local, order, usize::MAX);
+        }
+    }
+
+    /// Returns the current CPU's empty slabs and cached pages to the buddy,
+    /// after absorbing frees other CPUs made into its slabs.
+    pub fn drain(&self) {
+        let _ = self.with_slot(|slot, _, local| self.drain_local(slot, local));
+    }
+
+    /// Drains every CPU slot. `&mut self` proves no other context is using
+    /// the allocator, so every slot can be touched.
+    pub fn drain_all(&mut self) {
+        let n = self.nr_slots.load(Ordering::Relaxed);
+        for id in 0..n {
+            if let Some(slot) = self.slot(id) {
+                // SAFETY: `&mut self`: no other context uses any slot.
+                self.drain_local(slot, unsafe { slot.local() });
+            }
+        }
+    }
+
+    /// Bytes of managed pages.
+    pub fn managed_bytes(&self) -> usize {
+        self.buddy.with(|b| b.managed_bytes())
+    }
+
+    /// Bytes of pages in use (runs and slabs; per-CPU page caches count as
+    /// free).
+    pub fn allocated_bytes(&self) -> usize {
+        self.buddy.with(|b| b.allocated_bytes()) - self.cached_page_bytes()
+    }
+
+    fn cached_page_bytes(&self) -> usize {
+        (0..self.nr_slots.load(Ordering::Relaxed))
+            .filter_map(|i| self.slot(i))
+            .map(|s| s.cached_page_bytes.get())
+            .sum()
+    }
+
+    /// Number of managed sections.
+    pub fn managed_section_count(&self) -> usize {
+        self.buddy.with(|b| b.managed_section_count())
+    }
+
+    /// Summary of section `index`.
+    pub fn managed_section(&self, index: usize) -> Option<ManagedSection> {
+        self.buddy.with(|b| b.managed_section(index))
+    }
+
+    /// Pages in the largest free block of the buddy.
+    pub fn largest_free_block_pages(&self) -> usize {
+        self.buddy.with(|b| b.largest_free_block_pages())
+    }
+
+    /// Free blocks per buddy order.
+    pub fn free_blocks_per_order(&self) -> [usize; crate::config::NR_ORDERS] {
+        self.buddy.with(|b| b.free_blocks_per_order())
+    }
+
+    /// Number of CPU slots (the platform's CPUs plus the shared slot).
+    pub fn cpu_slots(&self) -> usize {
+        self.nr_slots.load(Ordering::Relaxed)
+    }
+
+    /// Statistics of CPU slot `cpu`.
+    pub fn cpu_stats(&self, cpu: usize) -> Option<CpuStats> {
+        let slot = self.slot(cpu)?;
+        Some(CpuStats {
+            slab: slot.slab_stats(),
+            cached_page_bytes: slot.cached_page_bytes.get(),
+            remote_frees_sent: slot.remote_frees_sent.get(),
+        })
+    }
+
+    /// Statistics of `class` on CPU slot `cpu`.
+    pub fn class_stats(&self, cpu: usize, class: SizeClass) -> Option<ClassStats> {
+        Some(self.slot(cpu)?.class_stats(class))
+    }
+
+    /// Whole-allocator statistics.
+    pub fn stats(&self) -> GlobalStats {
+        let (managed_bytes, buddy_allocated, buddy_invalid) = self
+            .buddy
+            .with(|b| (b.managed_bytes(), b.allocated_bytes(), b.invalid_frees()));
+        let mut s = GlobalStats {
+            managed_bytes,
+            invalid_frees: buddy_invalid + self.invalid_frees.load(Ordering::Relaxed),
+            ..GlobalStats::default()
+        };
+        for id in 0..self.nr_slots.load(Ordering::Relaxed) {
+            if let Some(c) = self.cpu_stats(id) {
+                s.slab_bytes += c.slab.slab_bytes;
+                s.live_objects += c.slab.live_objects;
+                s.invalid_frees += c.slab.invalid_frees;
+                s.cached_page_bytes += c.cached_page_bytes;
+                s.remote_frees += c.remote_frees_sent;
+            }
+        }
+        s.allocated_bytes = buddy_allocated - s.cached_page_bytes;
+        s
+    }
+
+    /// Checks the buddy's invariants and the current CPU's slabs.
+    pub fn check_invariants(&self) {
+        self.buddy.with(|b| b.check_invariants());
+        let _ = self.with_slot(|_, _, local| local.slab.check_invariants());
+    }
+}
+
+// SAFETY: `alloc` returns blocks of at least `layout.size()` bytes aligned
+// to `layout.align()` that no other live allocation overlaps (buddy B1-B4,
+// slab S1-S3); `dealloc` and `realloc` follow GlobalAlloc's contracts.
+unsafe impl<const PAGE_SIZE: usize, P: Platform> GlobalAlloc for GlobalAllocator<PAGE_SIZE, P> {
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        Self::alloc(self, layout).map_or(ptr::null_mut(), NonNull::as_ptr)
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if let Some(p) = NonNull::new(ptr) {
+            // SAFETY: GlobalAlloc contract.
+            unsafe { Self::dealloc(self, p, layout) }
+        }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let Some(p) = NonNull::new(ptr) else {
+            return ptr::null_mut();
+        };
+        // SAFETY: GlobalAlloc contract.
+        unsafe { Self::realloc(self, p, layout, new_size) }.map_or(ptr::null_mut(), NonNull::as_ptr)
+    }
+}

@@ -1,0 +1,435 @@
+//! The slab header: bookkeeping at the end of every slab.
+//!
+//! A slab is a naturally aligned buddy block of `PAGE_SIZE << order` bytes.
+//! Objects start at its base (so an object is aligned to every power of two
+//! dividing its size); the header takes the last [`HEADER_BYTES`] bytes.
+//!
+//! ```text
+//! base                                              base + slab bytes
+//! | obj 0 | obj 1 | ... | obj n-1 | tail waste | SlabHeader (256 B) |
+//! ```
+//!
+//! Fields are grouped by who touches them (one cache line each):
+//! owner-only (`Cell`s, touched only by the CPU that owns the slab),
+//! immutable while the slab lives (read by any CPU), and remote (atomics
+//! written by other CPUs). All access goes through `&SlabHeader`, never
+//! `&mut`, so a remote CPU's shared reference never aliases a unique one.
+
+use super::size_class::MAX_OBJECTS;
+use crate::sync::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::cell::Cell;
+use core::ptr;
+
+/// Bytes reserved for the header at the end of each slab.
+pub const HEADER_BYTES: usize = core::mem::size_of::<SlabHeader>();
+const BITMAP_WORDS: usize = MAX_OBJECTS / 64;
+const MAGIC: usize = 0x5ab1_ead5_5ab1_ead5_u64 as usize;
+
+/// Where a slab is in its owner's cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SlabState {
+    /// The class's current slab: allocations pop its free list.
+    Active,
+    /// On the class's partial list: some objects free.
+    Partial,
+    /// On no list: no object free locally.
+    Full,
+    /// On the class's empty list: every object free.
+    Empty,
+}
+
+/// Slab bookkeeping. Invariants (checked by `check`):
+/// - S1: `free_head` lists exactly the objects whose alloc bit is clear,
+///   each once, all inside `[base, base + nr_objects * object_bytes)` at
+///   object boundaries.
+/// - S2: `nr_allocated` = number of set alloc bits = objects handed out and
+///   not yet freed locally or absorbed from the remote bitmap.
+/// - S3: a remote bit is set only for an object whose alloc bit is set (a
+///   violation is a double free, caught when the bit is absorbed).
+/// - S4: `queued` is true iff the slab is on its owner's pending stack or a
+///   remote CPU is about to push it; a queued slab is never released.
+/// - S5: `magic == MAGIC ^ base` while the slab is live.
+#[repr(C, align(64))]
+pub(crate) struct SlabHeader {
+    // --- owner-only ---
+    free_head: Cell<*mut u8>,
+    pub(super) next: Cell<*mut SlabHeader>,
+    pub(super) prev: Cell<*mut SlabHeader>,
+    nr_allocated: Cell<u32>,
+    pub(super) state: Cell<SlabState>,
+    // --- immutable while the slab lives ---
+    base: AtomicUsize,
+    magic: AtomicUsize,
+    object_bytes: AtomicU32,
+    recip: AtomicU32,
+    nr_objects: AtomicU32,
+    /// `class | order << 8`.
+    class_order: AtomicU32,
+    owner_cpu: AtomicU32,
+    // --- owner-only ---
+    alloc_bits: [Cell<u64>; BITMAP_WORDS],
+    // --- remote ---
+    remote_bits: [AtomicU64; BITMAP_WORDS],
+    queued: AtomicBool,
+    pending_next: AtomicPtr<SlabHeader>,
+}
+
+/// Geometry given to a new slab.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SlabGeometry {
+    pub(crate) class: u8,
+    pub(crate) order: u32,
+    pub(crate) object_bytes: usize,
+    pub(crate) nr_objects: usize,
+    pub(crate) recip: u32,
+}
+
+/// Why an object free was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FreeFault {
+    /// Outside the slab's objects or not at an object boundary.
+    NotAnObject,
+    /// The object is not allocated (double free).
+    DoubleFree,
+    /// The object is from a slab of another class than the layout says.
+    WrongClass,
+}
+
+impl SlabHeader {
+    /// Header address of the slab at `base` of `slab_bytes`.
+    #[inline]
+    pub(crate) const fn addr_for(base: usize, slab_bytes: usize) -> usize {
+        base + slab_bytes - HEADER_BYTES
+    }
+
+    /// Formats a fresh slab: header written, every object on the free list.
+    ///
+    /// # Safety
+    /// `[base, base + (PAGE << order))` is writable memory owned by the
+    /// caller, aligned to its size, and `hdr` is `addr_for(base, bytes)`;
+    /// `geo` satisfies C3.
+    pub(crate) unsafe fn init(
+        hdr: *mut SlabHeader,
+        base: usize,
+        geo: &SlabGeometry,
+        owner_cpu: usize,
+    ) {
+        // Link objects in address order: the first allocations walk memory
+        // forwards, which prefetchers like.
+        let mut next = ptr::null_mut::<u8>();
+        for i in (0..geo.nr_objects).rev() {
+            let obj = (base + i * geo.object_bytes) as *mut u8;
+            // SAFETY: obj is inside the slab (C3) and 8-aligned (sizes are
+            // multiples of 8, base is page aligned); caller owns the memory.
+            unsafe { obj.cast::<*mut u8>().write(next) };
+            next = obj;
+        }
+        // SAFETY: hdr is the slab's last HEADER_BYTES bytes, 64-aligned
+        // (slab size and HEADER_BYTES are multiples of 64); caller owns it.
+        unsafe {
+            hdr.write(SlabHeader {
+                free_head: Cell::new(next),
+                next: Cell::new(ptr::null_mut()),
+                prev: Cell::new(ptr::null_mut()),
+                nr_allocated: Cell::new(0),
+                state: Cell::new(SlabState::Empty),
+                base: AtomicUsize::new(base),
+                magic: AtomicUsize::new(MAGIC ^ base),
+                object_bytes: AtomicU32::new(geo.object_bytes as u32),
+                recip: AtomicU32::new(geo.recip),
+                nr_objects: AtomicU32::new(geo.nr_objects as u32),
+                class_order: AtomicU32::new(geo.class as u32 | (geo.order << 8)),
+                owner_cpu: AtomicU32::new(owner_cpu as u32),
+                alloc_bits: [const { Cell::new(0) }; BITMAP_WORDS],
+                remote_bits: [const { AtomicU64::new(0) }; BITMAP_WORDS],
+                queued: AtomicBool::new(false),
+                pending_next: AtomicPtr::new(ptr::null_mut()),
+            });
+        }
+    }
+
+    /// Whether the header at this address belongs to a live slab at `base`
+    /// (S5).
+    #[inline]
+    pub(crate) fn is_live_at(&self, base: usize) -> bool {
+        self.magic.load(Ordering::Relaxed) == MAGIC ^ base
+            && self.base.load(Ordering::Relaxed) == base
+    }
+
+    /// Marks the slab dead before its memory goes back to the buddy.
+    pub(crate) fn kill(&self) {
+        self.magic.store(0, Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub(crate) fn base(&self) -> usize {
+        self.base.load(Ordering::Relaxed)
+    }
+
+    #[inline]
+    pub(crate) fn class(&self) -> u8 {
+        self.class_order.load(Ordering::Relaxed) as u8
+    }
+
+    #[inline]
+    pub(crate) fn order(&self) -> u32 {
+        self.class_order.load(Ordering::Relaxed) >> 8
+    }
+
+    #[inline]
+    pub(crate) fn owner_cpu(&self) -> usize {
+        self.owner_cpu.load(Ordering::Relaxed) as usize
+    }
+
+    #[inline]
+    pub(crate) fn object_bytes(&self) -> usize {
+        self.object_bytes.load(Ordering::Relaxed) as usize
+    }
+
+    #[inline]
+    pub(crate) fn nr_objects(&self) -> usize {
+        self.nr_objects.load(Ordering::Relaxed) as usize
+    }
+
+    #[inline]
+    pub(crate) fn nr_allocated(&self) -> usize {
+        self.nr_allocated.get() as usize
+    }
+
+    #[inline]
+    pub(crate) fn has_free(&self) -> bool {
+        !self.free_head.get().is_null()
+    }
+
+    /// Object index of `obj`, if it is an object boundary of this slab.
+    #[inline]
+    fn index_of(&self, obj: usize) -> Result<usize, FreeFault> {
+        let off = obj.wrapping_sub(self.base());
+        let size = self.object_bytes();
+        if off >= self.nr_objects() * size {
+            return Err(FreeFault::NotAnObject);
+        }
+        // C4: exact for every offset inside a slab.
+        let idx = ((off as u64 * self.recip.load(Ordering::Relaxed) as u64) >> 32) as usize;
+        if idx * size != off {
+            return Err(FreeFault::NotAnObject);
+        }
+        Ok(idx)
+    }
+
+    /// Pops a free object (owner only). Returns `None` when the free list is
+    /// empty, or when it is found corrupted (a write after free): then the
+    /// rest of the list is dropped, which leaks those objects but never
+    /// hands out memory twice.
+    #[inline]
+    pub(crate) fn pop(&self) -> Option<*mut u8> {
+        let obj = self.free_head.get();
+        if obj.is_null() {
+            return None;
+        }
+        let Ok(idx) = self.index_of(obj as usize) else {
+            return self.corrupt_free_list(obj);
+        };
+        let (w, bit) = (idx / 64, 1u64 << (idx % 64));
+        let word = self.alloc_bits[w].get();
+        if word & bit != 0 {
+            return self.corrupt_free_list(obj);
+        }
+        // SAFETY: obj is a free object of this slab (S1, checked above); its
+        // first word holds the free-list link.
+        let next = unsafe { obj.cast::<*mut u8>().read() };
+        self.free_head.set(next);
+        self.alloc_bits[w].set(word | bit);
+        self.nr_allocated.set(self.nr_allocated.get() + 1);
+        Some(obj)
+    }
+
+    #[cold]
+    fn corrupt_free_list(&self, obj: *mut u8) -> Option<*mut u8> {
+        log::error!(
+            "slab {:#x}: free list corrupted at {obj:p} (write after free?); dropping the rest",
+            self.base()
+        );
+        self.free_head.set(ptr::null_mut());
+        None
+    }
+
+    /// Frees `obj` on the owner CPU.
+    ///
+    /// # Safety
+    /// `obj` was validated by `index_of` as an object of this slab, the
+    /// caller is the owner, and the object is no longer used by the caller.
+    #[inline]
+    pub(crate) unsafe fn free_local(&self, obj: *mut u8) -> Result<(), FreeFault> {
+        let idx = self.index_of(obj as usize)?;
+        let (w, bit) = (idx / 64, 1u64 << (idx % 64));
+        let word = self.alloc_bits[w].get();
+        // A pending remote free of the same object is a double free too.
+        if word & bit == 0 || self.remote_bits[w].load(Ordering::Relaxed) & bit != 0 {
+            return Err(FreeFault::DoubleFree);
+        }
+        self.alloc_bits[w].set(word & !bit);
+        // SAFETY: obj is an allocated object of this slab (bit was set) that
+        // the caller gives back; its first word becomes the free-list link.
+        unsafe { obj.cast::<*mut u8>().write(self.free_head.get()) };
+        self.free_head.set(obj);
+        self.nr_allocated.set(self.nr_allocated.get() - 1);
+        Ok(())
+    }
+
+    /// Records a free of `obj` from a CPU other than the owner.
+    /// Returns `Ok(true)` if the caller must push the slab on the owner's
+    /// pending stack (it was not queued yet).
+    #[inline]
+    pub(crate) fn free_remote(&self, obj: *mut u8) -> Result<bool, FreeFault> {
+        let idx = self.index_of(obj as usize)?;
+        let bit = 1u64 << (idx % 64);
+        // SeqCst with `queued` below: against the owner's `queued = false`
+        // then `swap(bits)` (see `absorb_remote`), either the owner sees this
+        // bit or this CPU sees `queued == false` and queues the slab.
+        let prev = self.remote_bits[idx / 64].fetch_or(bit, Ordering::SeqCst);
+        if prev & bit != 0 {
+            return Err(FreeFault::DoubleFree);
+        }
+        if self.queued.load(Ordering::SeqCst) {
+            return Ok(false);
+        }
+        Ok(!self.queued.swap(true, Ordering::SeqCst))
+    }
+
+    /// Moves every remotely freed object to the local free list (owner only).
+    /// Returns the number of double frees found (S3 violations).
+    pub(crate) fn absorb_remote(&self) -> usize {
+        self.queued.store(false, Ordering::SeqCst);
+        let (base, size) = (self.base(), self.object_bytes());
+        let mut faults = 0;
+        for w in 0..BITMAP_WORDS {
+            if self.remote_bits[w].load(Ordering::SeqCst) == 0 {
+                continue;
+            }
+            // Acquire (in SeqCst): the freeing CPU's last uses of the objects
+            // happen before we reuse them.
+            let mut bits = self.remote_bits[w].swap(0, Ordering::SeqCst);
+            let mut alloc = self.alloc_bits[w].get();
+            while bits != 0 {
+                let b = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                if alloc & (1 << b) == 0 {
+                    faults += 1;
+                    log::error!(
+                        "slab {base:#x}: double free of object {:#x} (remote)",
+                        base + (w * 64 + b) * size
+                    );
+                    continue;
+                }
+                alloc &= !(1 << b);
+                let obj = (base + (w * 64 + b) * size) as *mut u8;
+                // SAFETY: the object's alloc bit was set and a remote free
+                // gave it back (S3); it is ours to link.
+                unsafe { obj.cast::<*mut u8>().write(self.free_head.get()) };
+                self.free_head.set(obj);
+                self.nr_allocated.set(self.nr_allocated.get() - 1);
+            }
+            self.alloc_bits[w].set(alloc);
+        }
+        faults
+    }
+
+    /// Whether the slab is on (or about to be pushed to) a pending stack.
+    #[inline]
+    pub(crate) fn is_queued(&self) -> bool {
+        self.queued.load(Ordering::SeqCst)
+    }
+
+    /// Checks S1 and S2; panics on a violation.
+    pub(crate) fn check(&self) {
+        let mut free = 0;
+        let mut seen = [0u64; BITMAP_WORDS];
+        let mut cur = self.free_head.get();
+        while !cur.is_null() {
+            let idx = self
+                .index_of(cur as usize)
+                .expect("S1: free object outside the slab");
+            assert_eq!(
+                self.alloc_bits[idx / 64].get() & (1 << (idx % 64)),
+                0,
+                "S1: free object has its alloc bit"
+            );
+            assert_eq!(
+                seen[idx / 64] & (1 << (idx % 64)),
+                0,
+                "S1: object twice on the free list"
+            );
+            seen[idx / 64] |= 1 << (idx % 64);
+            free += 1;
+            // SAFETY: cur is a free object of this slab (checked above).
+            cur = unsafe { cur.cast::<*mut u8>().read() };
+        }
+        let allocated: u32 = self.alloc_bits.iter().map(|w| w.get().count_ones()).sum();
+        assert_eq!(allocated as usize, self.nr_allocated(), "S2");
+        assert_eq!(
+            free + self.nr_allocated(),
+            self.nr_objects(),
+            "S1: objects lost"
+        );
+    }
+}
+
+/// Lock-free stack of slabs with remote frees, one per CPU slot.
+/// Remote CPUs push (CAS); the owner takes the whole stack (swap), so there
+/// is no ABA.
+pub(crate) struct PendingSlabs {
+    head: AtomicPtr<SlabHeader>,
+}
+
+impl PendingSlabs {
+    #[cfg(not(loom))]
+    pub(crate) const fn new() -> Self {
+        Self {
+            head: AtomicPtr::new(ptr::null_mut()),
+        }
+    }
+
+    #[cfg(loom)]
+    pub(crate) fn new() -> Self {
+        Self {
+            head: AtomicPtr::new(ptr::null_mut()),
+        }
+    }
+
+    /// Pushes `hdr`, which `free_remote` told us to queue (S4).
+    pub(crate) fn push(&self, hdr: &SlabHeader) {
+        let node = ptr::from_ref(hdr).cast_mut();
+        let mut head = self.head.load(Ordering::Relaxed);
+        loop {
+            hdr.pending_next.store(head, Ordering::Relaxed);
+            // Release: the remote bit set before is visible to the owner
+            // that takes this node.
+            match self
+                .head
+                .compare_exchange_weak(head, node, Ordering::Release, Ordering::Relaxed)
+            {
+                Ok(_) => return,
+                Err(now) => head = now,
+            }
+        }
+    }
+
+    /// Whether nothing is pending (a cheap check before `take_all`).
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.head.load(Ordering::Relaxed).is_null()
+    }
+
+    /// Takes every pending slab; call `f` on each.
+    pub(crate) fn take_all(&self, mut f: impl FnMut(&SlabHeader)) {
+        let mut cur = self.head.swap(ptr::null_mut(), Ordering::Acquire);
+        while !cur.is_null() {
+            // SAFETY: a queued slab is never released (S4), so its header is
+            // live; the Acquire swap orders the pusher's writes before this.
+            let hdr = unsafe { &*cur };
+            cur = hdr.pending_next.load(Ordering::Relaxed);
+            f(hdr);
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! Size classes and slab geometry, computed at compile time.
+#![deny(unsafe_code)]
+
+use super::header::HEADER_BYTES;
+use crate::config::slab::{MAX_SLAB_ORDER, SEED_SIZE_CLASSES, SIZE_CLASSES};
+use crate::error::{AllocError, AllocResult};
+use core::alloc::Layout;
+
+/// Largest object served by slabs, in bytes.
+pub const MAX_OBJECT_BYTES: usize = 2048;
+/// Most size classes a table can hold.
+pub const MAX_CLASSES: usize = 64;
+/// Most objects in one slab (bits in each header bitmap).
+pub const MAX_OBJECTS: usize = 512;
+const INDEX_LEN: usize = MAX_OBJECT_BYTES / 8 + 1;
+
+/// A size class: index into a [`SizeClassTable`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SizeClass(pub(crate) u8);
+
+impl SizeClass {
+    /// Index of the class in its table.
+    pub const fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// Geometry of every class: object size, slab order, objects per slab.
+///
+/// Invariants (checked at compile time by `build`):
+/// - C1: sizes ascend, are multiples of 8 and the last is 2048.
+/// - C2: `index[(size + 7) / 8]` is the smallest class with object size ≥ size.
+/// - C3: `objects[c] * sizes[c] + HEADER_BYTES <= PAGE_SIZE << orders[c]` and
+///   `objects[c] <= MAX_OBJECTS`.
+/// - C4: `recips[c] = ceil(2^32 / sizes[c])`, exact for offsets in a slab.
+#[derive(Debug)]
+pub struct SizeClassTable {
+    nr_classes: usize,
+    sizes: [u16; MAX_CLASSES],
+    orders: [u8; MAX_CLASSES],
+    objects: [u16; MAX_CLASSES],
+    recips: [u32; MAX_CLASSES],
+    index: [u8; INDEX_LEN],
+}
+
+impl SizeClassTable {
+    /// Builds the table for `sizes` and pages of `page_size` bytes; fails to
+    /// compile (or panics at run time) if the sizes break C1.
+    pub const fn build(sizes: &[usize], page_size: usize) -> Self {
+        assert!(
+            !sizes.is_empty() && sizes.len() <= MAX_CLASSES,
+            "1..=64 size classes"
+        );
+        assert!(
+            sizes[sizes.len() - 1] == MAX_OBJECT_BYTES,
+            "the last size class must be 2048"
+        );
+        let mut t = Self {
+            nr_classes: sizes.len(),
+            sizes: [0; MAX_CLASSES],
+            orders: [0; MAX_CLASSES],
+            objects: [0; MAX_CLASSES],
+            recips: [0; MAX_CLASSES],
+            index: [0; INDEX_LEN],
+        };
+        let mut c = 0;
+        while c < sizes.len() {
+            let size = sizes[c];
+            assert!(
+                size >= 8 && size % 8 == 0,
+                "size classes are multiples of 8"
+            );
+            assert!(c == 0 || size > sizes[c - 1], "size classes ascend");
+            let (order, objects) = Self::slab_geometry(size, page_size);
+            t.sizes[c] = size as u16;
+            t.orders[c] = order;
+            t.objects[c] = objects as u16;
+            t.recips[c] = (((1u64 << 32) + size as u64 - 1) / size as u64) as u32;
+            c += 1;
+        }
+        let mut i = 0;
+        let mut c = 0;
+        while i < INDEX_LEN {
+            while sizes[c] < i * 8 {
+                c += 1;
+            }
+            t.index[i] = c as u8;
+            i += 1;
+        }
+        t
+    }
+
+    /// Picks the slab order for `size`: the smallest order whose waste is at
+    /// most 1/32 of the slab, else the least wasteful order.
+    const fn slab_geometry(size: usize, page_size: usize) -> (u8, usize) {
+        let mut best = (0u8, 0usize, usize::MAX);
+        let mut order = 0;
+        while order <= MAX_SLAB_ORDER {
+            let bytes = page_size << order;
+            let mut n = (bytes - HEADER_BYTES) / size;
+            if n > MAX_OBJECTS {
+                n = MAX_OBJECTS;
+            }
+            let waste = bytes - n * size;
+            if n > 0 && waste * 32 <= bytes {
+                return (order as u8, n);
+            }
+            // Compare waste fractions waste/bytes without division.
+            if n > 0 && (best.1 == 0 || waste * (page_size << best.0) < best.2 * bytes) {
+                best = (order as u8, n, waste);
+            }
+            order += 1;
+        }
+        assert!(best.1 > 0, "max-slab-order too small for 2048-byte objects");
+        (best.0, best.1)
+    }
+
+    /// The default table of `configs/*.toml` (`slab.size-classes`).
+    pub const fn default_for(page_size: usize) -> Self {
+        Self::build(SIZE_CLASSES, page_size)
+    }
+
+    /// The 9 power-of-two classes of buddy-slab-allocator 0.6.
+    pub const fn seed_for(page_size: usize) -> Self {
+        Self::build(SEED_SIZE_CLASSES, page_size)
+    }
+
+    /// Number of classes.
+    pub const fn len(&self) -> usize {
+        self.nr_classes
+    }
+
+    /// Whether the table is empty (never: `build` rejects it).
+    pub const fn is_empty(&self) -> bool {
+        self.nr_classes == 0
+    }
+
+    /// Iterates over the classes.
+    pub fn classes(&self) -> impl Iterator<Item = SizeClass> + '_ {
+        (0..self.nr_classes as u8).map(SizeClass)
+    }
+
+    /// The class serving `layout`.
+    ///
+    /// # Errors
+    /// `InvalidParam` for a zero size or a layout larger than 2048 bytes (or
+    /// aligned to more than 2048, or than any class can honour).
+    #[inline]
+    pub fn class_for(&self, layout: Layout) -> AllocResult<SizeClass> {
+        let size = layout.size();
+        if size == 0 || size > MAX_OBJECT_BYTES {
+            return Err(AllocError::InvalidParam);
+        }
+        let c = self.index[size.div_ceil(8)];
+        if layout.align() <= 8 {
+            return Ok(SizeClass(c));
+        }
+        // Objects sit at slab base + i * size and slabs are page aligned, so
+        // a class honours `align` iff its size is a multiple of it.
+        (c as usize..self.nr_classes)
+            .find(|&c| self.sizes[c] as usize % layout.align() == 0)
+            .map(|c| SizeClass(c as u8))
+            .ok_or(AllocError::InvalidParam)
+    }
+
+    /// Object size of `class`, in bytes.
+    #[inline]
+    pub fn object_bytes(&self, class: SizeClass) -> usize {
+        self.sizes[class.index()] as usize
+    }
+
+    /// Slab order of `class` (slabs are `PAGE_SIZE << order` bytes).
+    #[inline]
+    pub fn slab_order(&self, class: SizeClass) -> u32 {
+        self.orders[class.index()] as u32
+    }
+
+    /// Objects per slab of `class`.
+    #[inline]
+    pub fn objects_per_slab(&self, class: SizeClass) -> usize {
+        self.objects[class.index()] as usize
+    }
+
+    #[inline]
+    pub(crate) fn recip(&self, class: SizeClass) -> u32 {
+        self.recips[class.index()]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: SizeClassTable = SizeClassTable::default_for(4096);
+
+    #[test]
+    fn index_is_smallest_fitting_class() {
+        for size in 1..=MAX_OBJECT_BYTES {
+            let c = T
+                .class_for(Layout::from_size_align(size, 1).unwrap())
+                .unwrap();
+            assert!(T.object_bytes(c) >= size);
+            assert!(
+                c.0 == 0 || T.object_bytes(SizeClass(c.0 - 1)) < size,
+                "size {size}"
+            );
+        }
+    }
+
+    #[test]
+    fn geometry_fits_and_wastes_little() {
+        for t in [&T, &SizeClassTable::seed_for(4096)] {
+            for c in t.classes() {
+                let bytes = 4096 << t.slab_order(c);
+                let used = t.objects_per_slab(c) * t.object_bytes(c) + HEADER_BYTES;
+                assert!(used <= bytes, "C3 class {c:?}");
+                assert!(t.objects_per_slab(c) <= MAX_OBJECTS);
+                assert!(
+                    (bytes - used + HEADER_BYTES) * 10 <= bytes,
+                    "class {c:?} wastes over 10%"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn reciprocal_division_is_exact_in_a_slab() {
+        for c in T.classes() {
+            let size = T.object_bytes(c) as u64;
+            let span = (4096u64 << T.slab_order(c)) as u64;
+            for off in 0..span {
+                assert_eq!(
+                    (off * T.recip(c) as u64) >> 32,
+                    off / size,
+                    "C4 class {size} off {off}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn alignment_picks_a_multiple() {
+        for align in [16, 32, 64, 128, 256, 512, 1024, 2048] {
+            for size in [1, 8, 24, 100, 500, 2048] {
+                let l = Layout::from_size_align(size, align).unwrap();
+                if let Ok(c) = T.class_for(l) {
+                    assert_eq!(T.object_bytes(c) % align, 0);
+                    assert!(T.object_bytes(c) >= size);
+                } else {
+                    assert!(size > 2048 || align > 2048);
+                }
+            }
+        }
+        assert_eq!(
+            T.class_for(Layout::from_size_align(0, 1).unwrap()),
+            Err(AllocError::InvalidParam)
+        );
+        assert_eq!(
+            T.class_for(Layout::from_size_align(2049, 1).unwrap()),
+            Err(AllocError::InvalidParam)
+        );
+    }
+}

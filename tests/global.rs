@@ -1,0 +1,226 @@
+//! Global facade: routing, realloc, remote frees, bad input, OOM recovery.
+
+mod common;
+use buddy_slab_allocator::{AllocError, GlobalAllocator};
+use common::{PAGE, arena, check, fill};
+use core::alloc::{GlobalAlloc, Layout};
+use core::ptr::NonNull;
+
+type Heap = GlobalAllocator<PAGE>;
+
+fn heap(bytes: usize) -> Box<Heap> {
+    let h = Box::new(Heap::new());
+    // SAFETY: leaked arena; the Box keeps the allocator in place.
+    unsafe { h.init(arena(bytes, PAGE, 0)).unwrap() };
+    h
+}
+
+fn l(size: usize, align: usize) -> Layout {
+    Layout::from_size_align(size, align).unwrap()
+}
+
+#[test]
+fn small_and_large_requests_round_trip() {
+    let mut h = heap(32 << 20);
+    let base = h.allocated_bytes();
+    let mut live = Vec::new();
+    for (i, &(size, align)) in [(1, 1), (8, 8), (24, 8), (64, 64), (2048, 2048), (2049, 8), (4096, 4096), (100_000, 16), (3 << 20, 1 << 20)].iter().enumerate() {
+        let p = h.alloc(l(size, align)).unwrap();
+        assert_eq!(p.as_ptr() as usize % align, 0);
+        fill(p.as_ptr(), size, i as u64);
+        live.push((p, l(size, align), i as u64));
+    }
+    for (p, layout, tag) in live {
+        check(p.as_ptr(), layout.size(), tag);
+        // SAFETY: allocated above with this layout.
+        unsafe { h.dealloc(p, layout) };
+    }
+    h.check_invariants();
+    h.drain_all();
+    assert_eq!(h.allocated_bytes(), base, "everything returned after drain");
+    assert_eq!(h.stats().invalid_frees, 0);
+}
+
+#[test]
+fn realloc_grows_and_shrinks_in_place_when_it_can() {
+    let h = heap(16 << 20);
+    let p = h.alloc(l(50, 8)).unwrap();
+    fill(p.as_ptr(), 50, 1);
+    // SAFETY (all reallocs): pointers and layouts from this allocator.
+    let q = unsafe { h.realloc(p, l(50, 8), 56) }.unwrap();
+    assert_eq!(p, q, "same size class: in place");
+    let r = unsafe { h.realloc(q, l(56, 8), 1000) }.unwrap();
+    check(r.as_ptr(), 50, 1);
+    let big = unsafe { h.realloc(r, l(1000, 8), 5 * PAGE) }.unwrap();
+    check(big.as_ptr(), 50, 1);
+    let bigger = unsafe { h.realloc(big, l(5 * PAGE, 8), 7 * PAGE) }.unwrap();
+    check(bigger.as_ptr(), 50, 1);
+    let smaller = unsafe { h.realloc(bigger, l(7 * PAGE, 8), 3 * PAGE) }.unwrap();
+    assert_eq!(smaller, bigger, "page runs shrink in place");
+    let tiny = unsafe { h.realloc(smaller, l(3 * PAGE, 8), 16) }.unwrap();
+    check(tiny.as_ptr(), 16, 1);
+    // SAFETY: live allocation.
+    unsafe { h.dealloc(tiny, l(16, 8)) };
+    assert_eq!(h.stats().invalid_frees, 0);
+    // Through GlobalAlloc too.
+    // SAFETY: GlobalAlloc contract upheld: non-zero layout, matching frees.
+    unsafe {
+        let g = GlobalAlloc::alloc(&*h, l(300, 8));
+        let g2 = GlobalAlloc::realloc(&*h, g, l(300, 8), 310);
+        assert_eq!(g, g2);
+        GlobalAlloc::dealloc(&*h, g2, l(310, 8));
+    }
+}
+
+#[test]
+fn bad_input_gets_errors_and_leaves_the_heap_sound() {
+    let h = heap(8 << 20);
+    assert_eq!(h.alloc(l(0, 1)), Err(AllocError::InvalidParam));
+    assert_eq!(h.alloc(l(1 << 40, 8)), Err(AllocError::NoMemory));
+    assert_eq!(h.alloc_pages(0, 0), Err(AllocError::InvalidParam));
+    assert_eq!(h.alloc_pages(1, 3 * PAGE), Err(AllocError::InvalidParam));
+    let small = h.alloc(l(64, 8)).unwrap();
+    let page = h.alloc_pages(2, 0).unwrap();
+    let mut x = 0u64;
+    let foreign = NonNull::from(&mut x).cast::<u8>();
+    // SAFETY (below): each call is a deliberate bad free that must be
+    // rejected without touching memory.
+    unsafe {
+        h.dealloc(small, l(64, 8));
+        h.dealloc(small, l(64, 8)); // double free
+        h.dealloc(foreign, l(8, 8)); // not ours
+        h.dealloc(NonNull::new_unchecked(small.as_ptr().add(64)), l(128, 8)); // wrong class
+        assert_eq!(h.dealloc_pages(page, 1), Err(AllocError::NotAllocated)); // wrong count
+        assert_eq!(h.dealloc_pages(page + PAGE, 1), Err(AllocError::NotAllocated)); // inside
+        h.dealloc(NonNull::new_unchecked(page as *mut u8), l(64, 8)); // page run freed as object
+        h.dealloc_pages(page, 2).unwrap();
+        assert_eq!(h.dealloc_pages(page, 2), Err(AllocError::NotAllocated)); // double
+    }
+    assert_eq!(h.stats().invalid_frees, 7);
+    h.check_invariants();
+    // Later allocations are distinct and intact.
+    let mut got: Vec<_> = (0..1000).map(|i| {
+        let p = h.alloc(l(64, 8)).unwrap();
+        fill(p.as_ptr(), 64, i);
+        (p, i)
+    }).collect();
+    got.sort_by_key(|g| g.0);
+    assert!(got.windows(2).all(|w| w[0].0 != w[1].0));
+    for (p, i) in got {
+        check(p.as_ptr(), 64, i);
+    }
+}
+
+#[test]
+fn oom_is_an_error_and_the_heap_recovers() {
+    let mut h = heap(4 << 20);
+    let mut live = Vec::new();
+    loop {
+        match h.alloc(l(1000, 8)) {
+            Ok(p) => live.push(p),
+            Err(e) => {
+                assert_eq!(e, AllocError::NoMemory);
+                break;
+            }
+        }
+    }
+    assert!(live.len() > 3000);
+    // Slabs need blocks of several pages; single pages may remain.
+    let mut pages = Vec::new();
+    while let Ok(a) = h.alloc_pages(1, 0) {
+        pages.push(a);
+    }
+    assert_eq!(h.alloc(l(8, 8)).map(|_| ()).or_else(|e| if e == AllocError::NoMemory { Ok(()) } else { Err(e) }), Ok(()));
+    assert_eq!(h.alloc_pages(1, 0), Err(AllocError::NoMemory));
+    // Free half: allocations work again.
+    for p in live.drain(..live.len() / 2) {
+        // SAFETY: allocated above.
+        unsafe { h.dealloc(p, l(1000, 8)) };
+    }
+    assert!(h.alloc(l(1000, 8)).is_ok());
+    h.drain_all();
+    // Adding memory also ends OOM.
+    let more = arena(4 << 20, PAGE, 0);
+    // SAFETY: leaked arena.
+    unsafe { h.add_region(more).unwrap() };
+    assert!(h.alloc_pages(256, 0).is_ok());
+    assert_eq!(h.managed_section_count(), 2);
+}
+
+#[test]
+fn remote_frees_return_objects_and_slabs_to_the_owner() {
+    let mut h = heap(32 << 20);
+    let base = h.allocated_bytes();
+    let layout = l(256, 8);
+    // This thread takes a CPU slot first, so the other thread gets another
+    // one (slots of exited threads are reused).
+    h.drain();
+    let warm = h.alloc(layout).unwrap();
+    // SAFETY: allocated just above.
+    unsafe { h.dealloc(warm, layout) };
+    // Another thread allocates; this one frees everything (all remote).
+    let ptrs: Vec<usize> = std::thread::scope(|s| {
+        s.spawn(|| {
+            (0..20_000u64).map(|i| {
+                let p = h.alloc(layout).unwrap();
+                fill(p.as_ptr(), 256, i);
+                p.as_ptr() as usize
+            }).collect()
+        }).join().unwrap()
+    });
+    for (i, &p) in ptrs.iter().enumerate() {
+        check(p as *const u8, 256, i as u64);
+        // SAFETY: allocated by the other thread with this layout.
+        unsafe { h.dealloc(NonNull::new(p as *mut u8).unwrap(), layout) };
+    }
+    let st = h.stats();
+    assert_eq!(st.remote_frees, 20_000);
+    assert_eq!(st.invalid_frees, 0);
+    // The owner thread has exited; drain_all absorbs its pending slabs and
+    // returns every one of them (the seed leaks these).
+    h.drain_all();
+    assert_eq!(h.allocated_bytes(), base);
+    assert_eq!(h.stats().live_objects, 0);
+}
+
+#[test]
+fn remote_double_free_is_detected() {
+    let h = heap(8 << 20);
+    let layout = l(32, 8);
+    let own = h.alloc(layout).unwrap(); // take a slot before the other thread
+    let p = std::thread::scope(|s| s.spawn(|| h.alloc(layout).unwrap().as_ptr() as usize).join().unwrap());
+    let p = NonNull::new(p as *mut u8).unwrap();
+    assert_ne!(p, own);
+    // SAFETY: the second free is a deliberate double free.
+    unsafe {
+        h.dealloc(p, layout);
+        h.dealloc(p, layout);
+    }
+    assert_eq!(h.stats().invalid_frees, 1);
+}
+
+#[test]
+fn many_threads_beyond_cpu_slots_stay_sound() {
+    let h = heap(64 << 20);
+    std::thread::scope(|s| {
+        for t in 0..40u64 {
+            let h = &h;
+            s.spawn(move || {
+                let mut v = Vec::new();
+                for i in 0..500u64 {
+                    let size = 8 + ((i * 37 + t) % 2000) as usize;
+                    let p = h.alloc(l(size, 8)).unwrap();
+                    fill(p.as_ptr(), size, t << 20 | i);
+                    v.push((p, size, t << 20 | i));
+                }
+                for (p, size, tag) in v {
+                    check(p.as_ptr(), size, tag);
+                    // SAFETY: allocated above.
+                    unsafe { h.dealloc(p, l(size, 8)) };
+                }
+            });
+        }
+    });
+    assert_eq!(h.stats().invalid_frees, 0);
+    assert_eq!(h.stats().live_objects, 0);
+}
