@@ -30,8 +30,8 @@ use allocators::{
 };
 use axallocator::{BuddyByteAllocator, SlabByteAllocator, TlsfByteAllocator};
 use report::{Results, RunInfo};
-use timing::TickClock;
-use workloads::{Config, Metric, Outcome};
+use timing::{Summary, TickClock};
+use workloads::{Config, Metric, Outcome, TimedRun, latency::LatencyRun};
 
 /// Command-line options.
 struct Options {
@@ -92,60 +92,30 @@ fn parse_args() -> Result<Options, String> {
     Ok(options)
 }
 
-/// Runs every selected workload for allocator `A` and records the outcomes.
-fn run_suite<A: BenchAlloc>(cfg: &Config, only: &[char], clock: &TickClock, results: &mut Results) {
-    eprintln!("{}:", A::NAME);
-    let is_arena = A::create(4 << 20).arena_bytes().is_some();
-    for workload in only {
-        let started = Instant::now();
-        match workload {
-            'a' => results.record(Metric::A, A::NAME, workloads::workload_a::<A>(cfg)),
-            'b' => results.record(Metric::B, A::NAME, workloads::workload_b::<A>(cfg)),
-            'c' => results.record(Metric::C, A::NAME, workloads::workload_c::<A>(cfg)),
-            'd' => results.record(Metric::D, A::NAME, workloads::workload_d::<A>(cfg)),
-            'e' => results.record(Metric::E, A::NAME, workloads::workload_e::<A>(cfg)),
-            'f' if is_arena => {
-                results.record(Metric::F1, A::NAME, workloads::workload_f1::<A>(cfg));
-                results.record(Metric::F2, A::NAME, workloads::workload_f2::<A>(cfg));
-            }
-            'f' => {
-                results.record(Metric::F1, A::NAME, Outcome::Skipped("no arena"));
-                results.record(Metric::F2, A::NAME, Outcome::Skipped("no arena"));
-            }
-            'g' => {
-                let outcomes = workloads::workload_g::<A>(cfg, clock);
-                let metrics = [
-                    Metric::GAllocP50,
-                    Metric::GAllocP99,
-                    Metric::GAllocP999,
-                    Metric::GFreeP50,
-                    Metric::GFreeP99,
-                    Metric::GFreeP999,
-                ];
-                for (metric, outcome) in metrics.into_iter().zip(outcomes) {
-                    results.record(metric, A::NAME, outcome);
-                }
-            }
-            'h' if is_arena => results.record(Metric::H, A::NAME, workloads::workload_h::<A>(cfg)),
-            'h' => results.record(Metric::H, A::NAME, Outcome::Skipped("no arena")),
-            _ => unreachable!("validated in parse_args"),
-        }
-        if started.elapsed() > Duration::from_secs(20) {
-            eprintln!("    ({workload} took {:.1} s)", started.elapsed().as_secs_f64());
-        }
-    }
-}
-
-/// One allocator of the run: its name and its monomorphised suite.
+/// One allocator of the run: its name and its monomorphised workload entry points.
 struct Entry {
     name: &'static str,
-    run: fn(&Config, &[char], &TickClock, &mut Results),
+    /// Whether it manages an arena (f and h apply).
+    uses_arena: bool,
+    prepare_timed: fn(char, &Config) -> Box<dyn TimedRun>,
+    prepare_latency: fn(&Config) -> Box<dyn LatencyRun>,
+    f1: fn(&Config) -> Outcome,
+    f2: fn(&Config) -> Outcome,
+    h: fn(&Config) -> Outcome,
 }
 
-macro_rules! entry {
-    ($ty:ty) => {
-        Entry { name: <$ty as BenchAlloc>::NAME, run: run_suite::<$ty> }
-    };
+impl Entry {
+    fn of<A: BenchAlloc>() -> Self {
+        Self {
+            name: A::NAME,
+            uses_arena: A::USES_ARENA,
+            prepare_timed: workloads::throughput::prepare::<A>,
+            prepare_latency: workloads::latency::prepare::<A>,
+            f1: workloads::efficiency::workload_f1::<A>,
+            f2: workloads::efficiency::workload_f2::<A>,
+            h: workloads::efficiency::workload_h::<A>,
+        }
+    }
 }
 
 /// Every allocator, in column order: this crate, the seed, the no_std peers, the userspace
@@ -153,18 +123,155 @@ macro_rules! entry {
 fn entries() -> Vec<Entry> {
     vec![
         #[cfg(feature = "ours")]
-        entry!(allocators::ours::OursBench),
-        entry!(SeedBench),
-        entry!(TalcBench),
-        entry!(RlsfBench),
-        entry!(BuddySystemBench),
-        entry!(LinkedListBench),
-        entry!(AxBench<TlsfByteAllocator>),
-        entry!(AxBench<SlabByteAllocator>),
-        entry!(AxBench<BuddyByteAllocator>),
-        entry!(GlibcBench),
-        entry!(MimallocBench),
+        Entry::of::<allocators::ours::OursBench>(),
+        Entry::of::<SeedBench>(),
+        Entry::of::<TalcBench>(),
+        Entry::of::<RlsfBench>(),
+        Entry::of::<BuddySystemBench>(),
+        Entry::of::<LinkedListBench>(),
+        Entry::of::<AxBench<TlsfByteAllocator>>(),
+        Entry::of::<AxBench<SlabByteAllocator>>(),
+        Entry::of::<AxBench<BuddyByteAllocator>>(),
+        Entry::of::<GlibcBench>(),
+        Entry::of::<MimallocBench>(),
     ]
+}
+
+/// The metric a throughput workload letter produces.
+fn throughput_metric(workload: char) -> Metric {
+    match workload {
+        'a' => Metric::A,
+        'b' => Metric::B,
+        'c' => Metric::C,
+        'd' => Metric::D,
+        'e' => Metric::E,
+        _ => unreachable!("not a throughput workload: {workload}"),
+    }
+}
+
+/// The allocator to run first in trial `trial`: the order rotates so no allocator always
+/// runs right after the same neighbour.
+fn rotated(count: usize, trial: usize) -> impl Iterator<Item = usize> {
+    (0..count).map(move |k| (k + trial) % count)
+}
+
+/// Throughput workload `workload` for every selected allocator: prepare and calibrate each,
+/// then interleave the trials across allocators.
+fn run_throughput(workload: char, selected: &[&Entry], cfg: &Config, results: &mut Results) {
+    let metric = throughput_metric(workload);
+    eprintln!("[{}] {} — preparing and calibrating", metric.key(), metric.title());
+    let mut runs: Vec<(Box<dyn TimedRun>, usize)> = selected
+        .iter()
+        .map(|entry| {
+            let mut run = (entry.prepare_timed)(workload, cfg);
+            let ops = workloads::calibrate(&mut *run, cfg.trial_target);
+            (run, ops)
+        })
+        .collect();
+    let mut per_trial = vec![Vec::with_capacity(cfg.trials); runs.len()];
+    eprint!("    trials:");
+    for trial in 0..cfg.trials {
+        for index in rotated(runs.len(), trial) {
+            let (run, ops) = &mut runs[index];
+            per_trial[index].push(workloads::ns_per_unit(run.round(*ops)));
+        }
+        eprint!(" {}", trial + 1);
+    }
+    eprintln!();
+    drop(runs); // Tear down (frees live blocks, joins threads) before the next workload.
+    for (entry, values) in selected.iter().zip(per_trial) {
+        results.record(metric, entry.name, Outcome::Measured(Summary::of(&values)));
+    }
+}
+
+/// Metrics of g in the order `LatencyRun::round` returns them.
+const LATENCY_METRICS: [Metric; 6] = [
+    Metric::GAllocP50,
+    Metric::GAllocP99,
+    Metric::GAllocP999,
+    Metric::GFreeP50,
+    Metric::GFreeP99,
+    Metric::GFreeP999,
+];
+
+/// Latency workload g for every selected allocator, trials interleaved; the first round of
+/// each allocator is a discarded warm-up.
+fn run_latency(selected: &[&Entry], cfg: &Config, clock: &TickClock, results: &mut Results) {
+    eprintln!("[g] single-operation latency (b pattern) — preparing and warming up");
+    let mut runs: Vec<Box<dyn LatencyRun>> = selected
+        .iter()
+        .map(|entry| {
+            let mut run = (entry.prepare_latency)(cfg);
+            run.round(clock);
+            run
+        })
+        .collect();
+    let mut per_trial = vec![[(); 6].map(|_| Vec::with_capacity(cfg.trials)); runs.len()];
+    eprint!("    trials:");
+    for trial in 0..cfg.trials {
+        for index in rotated(runs.len(), trial) {
+            for (series, value) in per_trial[index].iter_mut().zip(runs[index].round(clock)) {
+                series.push(value);
+            }
+        }
+        eprint!(" {}", trial + 1);
+    }
+    eprintln!();
+    drop(runs);
+    for (entry, series) in selected.iter().zip(per_trial) {
+        for (metric, values) in LATENCY_METRICS.into_iter().zip(series) {
+            results.record(metric, entry.name, Outcome::Measured(Summary::of(&values)));
+        }
+    }
+}
+
+/// Space workloads (f1, f2 or h) for every selected allocator, one after the other.
+fn run_space(metric: Metric, selected: &[&Entry], cfg: &Config, results: &mut Results) {
+    eprintln!("[{}] {}", metric.key(), metric.title());
+    for entry in selected {
+        let started = Instant::now();
+        let outcome = if !entry.uses_arena {
+            Outcome::Skipped("no arena")
+        } else {
+            match metric {
+                Metric::F1 => (entry.f1)(cfg),
+                Metric::F2 => (entry.f2)(cfg),
+                Metric::H => (entry.h)(cfg),
+                _ => unreachable!("not a space metric"),
+            }
+        };
+        results.record(metric, entry.name, outcome);
+        if started.elapsed() > Duration::from_secs(20) {
+            eprintln!("    ({} took {:.1} s)", entry.name, started.elapsed().as_secs_f64());
+        }
+    }
+}
+
+/// Runs workload `workload` for every selected allocator and prints its ratios.
+fn run_workload(workload: char, selected: &[&Entry], cfg: &Config, clock: &TickClock, results: &mut Results) {
+    let metrics: Vec<Metric> = match workload {
+        'a'..='e' => {
+            run_throughput(workload, selected, cfg, results);
+            vec![throughput_metric(workload)]
+        }
+        'f' => {
+            run_space(Metric::F1, selected, cfg, results);
+            run_space(Metric::F2, selected, cfg, results);
+            vec![Metric::F1, Metric::F2]
+        }
+        'g' => {
+            run_latency(selected, cfg, clock, results);
+            LATENCY_METRICS.to_vec()
+        }
+        'h' => {
+            run_space(Metric::H, selected, cfg, results);
+            vec![Metric::H]
+        }
+        _ => unreachable!("validated in parse_args"),
+    };
+    for metric in metrics {
+        report::print_ratios(results, metric);
+    }
 }
 
 /// CPU model, logical CPUs and kernel, read from /proc.
@@ -223,13 +330,9 @@ fn main() -> ExitCode {
     );
     eprintln!("latency clock: {:.3} GHz, overhead {:.1} ns", clock.ghz(), clock.overhead_ns());
     let run_started = Instant::now();
-    let mut results = Results::default();
-    for entry in &selected {
-        (entry.run)(&cfg, &options.only, &clock, &mut results);
-    }
-    eprintln!("ratios (value / seed, value / best peer):");
-    for metric in results.metrics() {
-        report::print_ratios(&results, metric);
+    let mut results = Results::with_allocators(selected.iter().map(|e| e.name).collect());
+    for &workload in &options.only {
+        run_workload(workload, &selected, &cfg, &clock, &mut results);
     }
     let info = RunInfo {
         machine: machine.clone(),
@@ -249,8 +352,10 @@ fn notes(cfg: &Config, clock: &TickClock, elapsed: Duration) -> Vec<String> {
     vec![
         format!(
             "Each (workload, allocator) pair gets a fresh instance on a fresh pre-faulted, 2 MiB-aligned \
-             {} MiB arena (f2: {} MiB), one untimed warm-up round that calibrates the work per trial to \
-             about {} ms, then {} timed trials; medians reported (f: {} trials, h: one probe).",
+             {} MiB arena (f2: {} MiB) and untimed warm-up rounds that calibrate the work per trial to \
+             about {} ms; then {} timed trials, interleaved across allocators (trial k of every \
+             allocator, in rotating order, before trial k+1), medians reported (f: {} trials, h: one \
+             probe).",
             cfg.arena_bytes >> 20,
             cfg.talc_method_arena_bytes >> 20,
             cfg.trial_target.as_millis(),

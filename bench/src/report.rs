@@ -18,6 +18,11 @@ pub struct Results {
 }
 
 impl Results {
+    /// An empty store whose columns are `allocators`, in this order.
+    pub fn with_allocators(allocators: Vec<&'static str>) -> Self {
+        Self { allocators, cells: BTreeMap::new() }
+    }
+
     /// Records one outcome and prints a progress line.
     pub fn record(&mut self, metric: Metric, allocator: &'static str, outcome: Outcome) {
         if !self.allocators.contains(&allocator) {
@@ -25,13 +30,14 @@ impl Results {
         }
         match &outcome {
             Outcome::Measured(s) => eprintln!(
-                "  [{:>13}] {:<13} {:>10} {} (min {}, max {})",
+                "  [{:>13}] {:<13} {:>10} {} (min {}, max {}, median of {})",
                 metric.key(),
                 allocator,
                 format_value(s.median),
                 metric.unit(),
                 format_value(s.min),
                 format_value(s.max),
+                s.count,
             ),
             Outcome::Skipped(reason) => {
                 eprintln!("  [{:>13}] {:<13} skipped: {reason}", metric.key(), allocator)
@@ -187,26 +193,23 @@ fn best_overall(results: &Results, metric: Metric) -> Option<f64> {
         .reduce(|best, v| if is_better(metric, v, best) { v } else { best })
 }
 
-/// Prints the ratio lines for one metric to stderr (progress output).
+/// Prints the ratios of one metric to stderr (progress output): every allocator's median,
+/// its ratio to the seed and to the best peer.
 pub fn print_ratios(results: &Results, metric: Metric) {
     let seed = results.median(metric, SEED);
     let best = results.best_peer(metric);
-    let mut line = format!("  => {} ({}):", metric.key(), metric.unit());
-    if let Some((name, v)) = best {
-        let _ = write!(line, " best peer {name} {}", format_value(v));
-    }
+    let best_text = best.map_or("–".to_string(), |(name, v)| format!("{name} {}", format_value(v)));
+    eprintln!("  => {} [{}], best peer {best_text}; value/seed, value/best peer:", metric.key(), metric.unit());
     for a in &results.allocators {
         if let Some(v) = results.median(metric, a) {
-            let _ = write!(
-                line,
-                " | {a} {} ({} seed, {} best)",
+            eprintln!(
+                "       {a:<13} {:>10} {:>9} {:>9}",
                 format_value(v),
                 ratio(Some(v), seed),
                 ratio(Some(v), best.map(|b| b.1))
             );
         }
     }
-    eprintln!("{line}");
 }
 
 /// All cells as CSV: metric, allocator, median, min, max (or the skip reason).

@@ -95,6 +95,8 @@ pub struct Summary {
     pub median: f64,
     pub min: f64,
     pub max: f64,
+    /// Number of values summarised.
+    pub count: usize,
 }
 
 impl Summary {
@@ -105,6 +107,6 @@ impl Summary {
         sorted.sort_by(f64::total_cmp);
         let n = sorted.len();
         let median = if n % 2 == 1 { sorted[n / 2] } else { (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0 };
-        Self { median, min: sorted[0], max: sorted[n - 1] }
+        Self { median, min: sorted[0], max: sorted[n - 1], count: n }
     }
 }

@@ -49,7 +49,7 @@ unsafe impl<B> Send for SendBackend<B> {}
 pub struct AxBench<B: AxBackend> {
     heap: Mutex<SendBackend<B>>,
     arena: Arena,
-    _backend: PhantomData<B>,
+    _backend: PhantomData<fn() -> B>,
 }
 
 // SAFETY: all access to the backend goes through the spin mutex (see `SendBackend`).

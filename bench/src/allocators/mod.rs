@@ -26,9 +26,13 @@ pub const PAGE_BYTES: usize = 4096;
 ///
 /// Implementors are created once per (workload, allocator) pair through [`BenchAlloc::create`]
 /// and shared by reference between the workload's threads.
-pub trait BenchAlloc: Sync + Sized {
+pub trait BenchAlloc: Send + Sync + Sized + 'static {
     /// Short display name (table column).
     const NAME: &'static str;
+
+    /// Whether the allocator manages the arena it is given (false for glibc and mimalloc,
+    /// which use process memory; the space workloads f and h do not apply to them).
+    const USES_ARENA: bool = true;
 
     /// Whether the allocator has a page API (`alloc_pages`/`dealloc_pages`).
     const HAS_PAGE_API: bool = false;

@@ -15,6 +15,7 @@ const MALLOC_ALIGN_BYTES: usize = 16;
 
 impl BenchAlloc for GlibcBench {
     const NAME: &'static str = "glibc";
+    const USES_ARENA: bool = false;
 
     fn create(_arena_bytes: usize) -> Self {
         Self
@@ -68,6 +69,7 @@ pub struct MimallocBench;
 
 impl BenchAlloc for MimallocBench {
     const NAME: &'static str = "mimalloc";
+    const USES_ARENA: bool = false;
 
     fn create(_arena_bytes: usize) -> Self {
         Self
