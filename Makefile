@@ -1,2 +1,53 @@
-test:
-	cargo test
+# buddy-slab-allocator — build, test and run.
+#
+# Variables (ArceOS conventions; used by the kernel targets):
+#   ARCH   target architecture: riscv64 | aarch64 | x86_64   (default riscv64)
+#   SMP    number of CPUs QEMU emulates                        (default 4)
+#   MEM    QEMU memory size                                   (default 128M)
+#   LOG    kernel log level: off|error|warn|info|debug|trace  (default warn)
+#   ALLOC  kernel heap backend: buddy-slab | tlsf             (default buddy-slab)
+#
+# Targets:
+#   test        everything CI runs (the README's test command)
+#   host-test   formatting, lints, host unit/integration/property/stress tests
+#   cross       no_std builds for the three kernel targets
+#   bench       side-by-side benchmark (scripts/bench.mk)
+#   run         boot an ArceOS kernel with this heap (scripts/kernel.mk)
+
+ARCH ?= riscv64
+SMP ?= 4
+MEM ?= 128M
+LOG ?= warn
+ALLOC ?= buddy-slab
+
+CROSS_TARGETS := riscv64gc-unknown-none-elf aarch64-unknown-none-softfloat x86_64-unknown-none
+
+.PHONY: test host-test setup-host fmt-check clippy unit cross
+
+test: host-test cross kernel-test
+
+host-test: setup-host fmt-check clippy unit
+
+setup-host:
+	@scripts/setup-host.sh
+
+fmt-check:
+	cargo fmt --all -- --check
+
+clippy:
+	cargo clippy --workspace --all-targets -- -D warnings
+
+# Debug build first (debug assertions on), then the heavy property and
+# stress tests again optimised.
+unit:
+	cargo test --workspace
+	cargo test --release --test model --test stress
+
+cross:
+	@for t in $(CROSS_TARGETS); do \
+		echo "cargo build --no-default-features --target $$t"; \
+		cargo build --no-default-features --target $$t || exit 1; \
+	done
+
+-include scripts/kernel.mk
+-include scripts/bench.mk

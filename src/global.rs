@@ -99,6 +99,44 @@ impl<const PAGE_SIZE: usize, P: Platform> Default for GlobalAllocator<PAGE_SIZE,
     }
 }
 
+/// Result of `choose_slot`.
+enum SlotChoice<'a, const PAGE_SIZE: usize> {
+    /// The pinned CPU's own slot and id.
+    Own(&'a CpuSlot<PAGE_SIZE>, usize),
+    /// No own slot: (slots, shared slot id, the CPU id that did not fit).
+    Shared(*mut CpuSlot<PAGE_SIZE>, usize, Option<usize>),
+    /// `init` has not run.
+    Uninit,
+}
+
+/// Evaluates `$body` with `$slot`, `$id` and `$local` bound to the current
+/// CPU's slot (or the shared slot, under its lock); `AllocResult` of it.
+///
+/// A macro rather than a closure so the fast path's body is inlined into
+/// the caller; `$body` must not `return` or use `?` (it also runs inside a
+/// closure on the shared path): call a method instead.
+macro_rules! with_slot {
+    ($this:expr, |$slot:ident, $id:pat_param, $local:ident| $body:expr) => {{
+        let this = $this;
+        let pin = P::pin();
+        let result = match this.choose_slot(&pin) {
+            SlotChoice::Own($slot, $id) => {
+                // SAFETY: the pin makes this context the slot's only user
+                // (Platform contract); no other `local()` borrow of it is
+                // alive here.
+                let $local = unsafe { $slot.local() };
+                Ok($body)
+            }
+            SlotChoice::Shared(slots, shared_id, cpu) => {
+                Ok(this.with_shared_slot((slots, shared_id, cpu), |$slot, $id, $local| $body))
+            }
+            SlotChoice::Uninit => Err(AllocError::NoMemory),
+        };
+        drop(pin);
+        result
+    }};
+}
+
 fn small(layout: &Layout) -> bool {
     layout.size() <= MAX_OBJECT_BYTES && layout.align() <= MAX_OBJECT_BYTES
 }
@@ -177,44 +215,43 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         })
     }
 
-    /// Runs `f` on the current CPU's slot (or the shared slot, locked).
-    #[inline]
-    fn with_slot<R>(
-        &self,
-        f: impl FnOnce(&CpuSlot<PAGE_SIZE>, usize, &mut CpuLocal<PAGE_SIZE>) -> R,
-    ) -> AllocResult<R> {
+    /// Which slot the pinned context uses.
+    #[inline(always)]
+    fn choose_slot(&self, pin: &P::Pin) -> SlotChoice<'_, PAGE_SIZE> {
         let slots = self.slots.load(Ordering::Acquire);
         if slots.is_null() {
-            return Err(AllocError::NoMemory);
+            return SlotChoice::Uninit;
         }
         let shared_id = self.nr_slots.load(Ordering::Relaxed) - 1;
-        let pin = P::pin();
-        let result = match P::cpu_id(&pin) {
-            Some(id) if id < shared_id => {
-                // SAFETY: id < nr_slots - 1 (G1) and the pin makes this
-                // context the slot's only user (Platform contract).
-                let slot = unsafe { &*slots.add(id) };
-                // SAFETY: we own the slot while pinned; no other `local()`
-                // borrow of it is alive in this context.
-                f(slot, id, unsafe { slot.local() })
-            }
-            other => {
-                if other.is_some() {
-                    log::warn!(
-                        "buddy-slab: CPU id {other:?} beyond the {shared_id} configured; using the shared slot"
-                    );
-                }
-                self.shared.with(|| {
-                    // SAFETY: the shared slot is the last (G1); holding
-                    // `shared` makes us its only user.
-                    let slot = unsafe { &*slots.add(shared_id) };
-                    // SAFETY: as above.
-                    f(slot, shared_id, unsafe { slot.local() })
-                })
-            }
-        };
-        drop(pin);
-        Ok(result)
+        match P::cpu_id(pin) {
+            // SAFETY: id < nr_slots - 1, an initialised slot (G1).
+            Some(id) if id < shared_id => SlotChoice::Own(unsafe { &*slots.add(id) }, id),
+            other => SlotChoice::Shared(slots, shared_id, other),
+        }
+    }
+
+    /// The slow half of `with_slot`: no exclusive CPU slot, so take the
+    /// shared one under its lock. Kept out of line so the fast path inlines
+    /// `f` once.
+    #[cold]
+    #[inline(never)]
+    fn with_shared_slot<R>(
+        &self,
+        (slots, shared_id, cpu): (*mut CpuSlot<PAGE_SIZE>, usize, Option<usize>),
+        f: impl FnOnce(&CpuSlot<PAGE_SIZE>, usize, &mut CpuLocal<PAGE_SIZE>) -> R,
+    ) -> R {
+        if cpu.is_some() {
+            log::warn!(
+                "buddy-slab: CPU id {cpu:?} beyond the {shared_id} configured; using the shared slot"
+            );
+        }
+        self.shared.with(|| {
+            // SAFETY: the shared slot is the last one (G1); holding `shared`
+            // makes us its only user.
+            let slot = unsafe { &*slots.add(shared_id) };
+            // SAFETY: as above.
+            f(slot, shared_id, unsafe { slot.local() })
+        })
     }
 
     fn slot(&self, id: usize) -> Option<&CpuSlot<PAGE_SIZE>> {
@@ -240,12 +277,24 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
             // SAFETY: page runs are never at address 0.
             return Ok(unsafe { NonNull::new_unchecked(addr as *mut u8) });
         }
-        self.with_slot(|slot, id, local| match local.slab.alloc(layout)? {
+        with_slot!(self, |slot, id, local| self
+            .alloc_in(slot, id, local, layout))?
+    }
+
+    #[inline(always)]
+    fn alloc_in(
+        &self,
+        slot: &CpuSlot<PAGE_SIZE>,
+        id: usize,
+        local: &mut CpuLocal<PAGE_SIZE>,
+        layout: Layout,
+    ) -> AllocResult<NonNull<u8>> {
+        match local.slab.alloc(layout)? {
             SlabAllocResult::Allocated(p) => Ok(p),
             SlabAllocResult::NeedsSlab { size_class, pages } => {
                 self.refill(slot, id, local, size_class, pages)
             }
-        })?
+        }
     }
 
     /// Gets a new slab for `class`, after absorbing remote frees.
@@ -311,15 +360,23 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         );
     }
 
+    /// Page metadata of `addr` (lock-free section map).
     fn meta_of(&self, addr: usize) -> Option<&PageMeta> {
         let sec = self.map.lookup(addr)?;
-        // SAFETY-free: `meta_of` checks the range in debug builds; `lookup`
-        // returned the section containing addr.
-        Some(sec.meta_of(addr, Self::PAGE_SHIFT)).map(|m| {
-            // SAFETY: section metadata lives as long as the allocator (B7,
-            // sections are never removed), which outlives `&self`.
-            unsafe { &*ptr::from_ref(m) }
-        })
+        // SAFETY: section metadata lives as long as the allocator (B7;
+        // sections are never removed), which outlives `&self`.
+        Some(unsafe { &*ptr::from_ref(sec.meta_of(addr, Self::PAGE_SHIFT)) })
+    }
+
+    /// Page metadata of `addr` through the CPU's one-entry section cache.
+    #[inline(always)]
+    fn meta_in(&self, local: &mut CpuLocal<PAGE_SIZE>, addr: usize) -> Option<&PageMeta> {
+        if !local.section.contains(addr) {
+            local.section = self.map.lookup(addr)?;
+        }
+        // SAFETY: as in `meta_of`: published sections and their metadata
+        // live as long as the allocator.
+        Some(unsafe { &*ptr::from_ref(local.section.meta_of(addr, Self::PAGE_SHIFT)) })
     }
 
     /// Frees `ptr`, allocated by this allocator with `layout`.
@@ -333,80 +390,133 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
     #[inline]
     pub unsafe fn dealloc(&self, ptr: NonNull<u8>, layout: Layout) {
         let addr = ptr.as_ptr() as usize;
-        let Some(meta) = self.meta_of(addr) else {
-            return self.reject(addr, layout, "not in managed memory");
-        };
+        // SAFETY: forwarded caller contract.
+        let done = with_slot!(self, |slot, id, local| unsafe {
+            self.dealloc_in(slot, id, local, ptr, layout)
+        });
+        match done {
+            Ok(Ok(())) => {}
+            Ok(Err(why)) => self.reject(addr, layout, why),
+            Err(_) => self.reject(addr, layout, "allocator not initialised"),
+        }
+    }
+
+    /// Body of `dealloc` on the current CPU's slot.
+    ///
+    /// # Safety
+    /// As `dealloc`.
+    #[inline(always)]
+    unsafe fn dealloc_in(
+        &self,
+        slot: &CpuSlot<PAGE_SIZE>,
+        id: usize,
+        local: &mut CpuLocal<PAGE_SIZE>,
+        ptr: NonNull<u8>,
+        layout: Layout,
+    ) -> Result<(), &'static str> {
+        let addr = ptr.as_ptr() as usize;
+        let meta = self.meta_in(local, addr).ok_or("not in managed memory")?;
         match meta.kind() {
             PageKind::Slab | PageKind::SlabTail => {
                 let bytes = PAGE_SIZE << meta.order();
                 let base = addr & !(bytes - 1);
-                // SAFETY: slab pages are managed memory; the header is read
-                // only through atomics and trusted once its magic matches.
+                // SAFETY: slab pages are managed memory; the header is
+                // read only through atomics and trusted once its magic
+                // matches (S5).
                 let hdr = unsafe { &*(SlabHeader::addr_for(base, bytes) as *const SlabHeader) };
-                let class = SlabAllocator::<PAGE_SIZE>::default_table().class_for(layout);
-                match class {
+                match local.slab.table().class_for(layout) {
                     Ok(c) if hdr.is_live_at(base) && hdr.class() == c.0 => {}
-                    _ => {
-                        return self.reject(
-                            addr,
-                            layout,
-                            "layout does not match the object's size class",
-                        );
-                    }
+                    _ => return Err("layout does not match the object's size class"),
                 }
                 // SAFETY: header validated; caller gives the object up.
-                unsafe { self.free_object(hdr, ptr.as_ptr(), layout) }
+                unsafe { self.free_object(slot, id, local, hdr, ptr.as_ptr()) }
             }
             PageKind::Allocated if !small(&layout) => {
-                // SAFETY: forwarded caller contract.
-                if unsafe { self.dealloc_pages(addr, layout.size().div_ceil(PAGE_SIZE)) }.is_err() {
-                    log::error!(
-                        "buddy-slab: (that was a free of a {}-byte layout)",
-                        layout.size()
-                    );
-                }
+                self.free_run(slot, local, meta, addr, layout.size().div_ceil(PAGE_SIZE))
             }
-            _ => self.reject(
-                addr,
-                layout,
-                "not the start of a live allocation of this kind",
-            ),
+            _ => Err("not the start of a live allocation of this kind"),
         }
     }
 
     /// # Safety
     /// `hdr` is a live slab; the caller gives `obj` up.
-    #[inline]
-    unsafe fn free_object(&self, hdr: &SlabHeader, obj: *mut u8, layout: Layout) {
+    #[inline(always)]
+    unsafe fn free_object(
+        &self,
+        slot: &CpuSlot<PAGE_SIZE>,
+        id: usize,
+        local: &mut CpuLocal<PAGE_SIZE>,
+        hdr: &SlabHeader,
+        obj: *mut u8,
+    ) -> Result<(), &'static str> {
         let owner = hdr.owner_cpu();
-        let done = self.with_slot(|slot, id, local| {
-            if owner == id {
-                // SAFETY: we own the slab's CPU slot; caller contract.
-                if let SlabDeallocResult::FreeSlab { base, pages } =
-                    unsafe { local.slab.dealloc_in(hdr, obj, None) }
-                {
-                    self.free_slab(base, pages);
-                }
-                return Ok(());
+        if owner == id {
+            // SAFETY: we own the slab's CPU slot; caller contract.
+            let result = unsafe { local.slab.dealloc_in(hdr, obj, None) };
+            if let SlabDeallocResult::FreeSlab { base, pages } = result {
+                self.free_slab(base, pages);
             }
-            slot.remote_frees_sent.add(1);
-            match hdr.free_remote(obj) {
-                Ok(false) => Ok(()),
-                Ok(true) => match self.slot(owner) {
-                    Some(owner_slot) => {
-                        owner_slot.pending.push(hdr);
-                        Ok(())
-                    }
-                    None => Err("slab owner is not a CPU slot"),
-                },
-                Err(_) => Err("double free or not an object boundary (remote)"),
-            }
-        });
-        match done {
-            Ok(Ok(())) => {}
-            Ok(Err(why)) => self.reject(obj as usize, layout, why),
-            Err(_) => self.reject(obj as usize, layout, "allocator not initialised"),
+            return Ok(());
         }
+        slot.remote_frees_sent.add(1);
+        match hdr.free_remote(obj) {
+            Ok(false) => Ok(()),
+            Ok(true) => {
+                let owner_slot = self.slot(owner).ok_or("slab owner is not a CPU slot")?;
+                owner_slot.pending.push(hdr);
+                Ok(())
+            }
+            Err(_) => Err("double free or not an object boundary (remote)"),
+        }
+    }
+
+    fn free_run_at(
+        &self,
+        slot: &CpuSlot<PAGE_SIZE>,
+        local: &mut CpuLocal<PAGE_SIZE>,
+        addr: usize,
+        count: usize,
+    ) -> Result<(), &'static str> {
+        let meta = self.meta_in(local, addr).ok_or("not in managed memory")?;
+        self.free_run(slot, local, meta, addr, count)
+    }
+
+    /// Frees the run at `addr` (page metadata `meta`) of `count` pages.
+    fn free_run(
+        &self,
+        slot: &CpuSlot<PAGE_SIZE>,
+        local: &mut CpuLocal<PAGE_SIZE>,
+        meta: &PageMeta,
+        addr: usize,
+        count: usize,
+    ) -> Result<(), &'static str> {
+        // Claiming (Allocated → Cached) makes exactly one of two racing
+        // frees win; from here the run is ours.
+        if !addr.is_multiple_of(PAGE_SIZE)
+            || !meta.transition(PageKind::Allocated, PageKind::Cached)
+        {
+            return Err("not an allocated page run (double free?)");
+        }
+        if meta.run_pages() as usize != count {
+            meta.set(PageKind::Allocated, 0);
+            return Err("page count does not match the run");
+        }
+        // Only naturally aligned runs are cached (a run grown in place may
+        // not be), so a cached block honours any alignment up to its size.
+        if let Some(order) =
+            PageCache::order_for(count, 1).filter(|&o| addr.is_multiple_of(PAGE_SIZE << o))
+        {
+            if !local.pages.push(order, addr) {
+                self.flush_pages(slot, local, order, PAGE_CACHE_BATCH);
+                let pushed = local.pages.push(order, addr);
+                debug_assert!(pushed, "a flush makes room");
+            }
+            slot.cached_page_bytes.add(PAGE_SIZE << order);
+            return Ok(());
+        }
+        self.buddy
+            .with(|b| b.free_claimed(addr, count))
+            .map_err(|_| "claimed run vanished")
     }
 
     /// Resizes `ptr` to `new_size` bytes, in place when the size class or
@@ -479,12 +589,11 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         if count == 0 || !(align_bytes == 0 || align_bytes.is_power_of_two()) {
             return Err(AllocError::InvalidParam);
         }
-        if let Some(order) = PageCache::order_for(count, align_bytes >> Self::PAGE_SHIFT) {
-            if let Ok(Some(addr)) =
-                self.with_slot(|slot, _, local| self.alloc_cached(slot, local, order))
-            {
-                return Ok(addr);
-            }
+        if let Some(order) = PageCache::order_for(count, align_bytes >> Self::PAGE_SHIFT)
+            && let Ok(Some(addr)) =
+                with_slot!(self, |slot, _, local| self.alloc_cached(slot, local, order))
+        {
+            return Ok(addr);
         }
         self.buddy
             .with(|b| b.alloc_pages(count, align_bytes))
@@ -500,37 +609,30 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         local: &mut CpuLocal<PAGE_SIZE>,
         order: usize,
     ) -> Option<usize> {
-        let bytes = PAGE_SIZE << order;
-        if let Some(addr) = local.pages.pop(order) {
-            slot.cached_page_bytes.sub(bytes);
-            let claimed = self
-                .meta_of(addr)
-                .is_some_and(|m| m.transition(PageKind::Cached, PageKind::Allocated));
-            debug_assert!(claimed, "P1: cached block {addr:#x} is not tagged Cached");
-            return Some(addr);
-        }
-        let mut batch = [0usize; PAGE_CACHE_BATCH];
-        let n = self.buddy.with(|b| {
-            let mut n = 0;
-            while n < PAGE_CACHE_BATCH {
-                match b.alloc_pages(1 << order, bytes) {
-                    Ok(addr) => batch[n] = addr,
-                    Err(_) => break,
+        let addr = match local.pages.pop(order) {
+            Some(addr) => {
+                slot.cached_page_bytes.sub(PAGE_SIZE << order);
+                addr
+            }
+            None => {
+                let mut batch = [0usize; PAGE_CACHE_BATCH];
+                let n = self
+                    .buddy
+                    .with(|b| b.alloc_cached_blocks(order as u32, &mut batch));
+                for &extra in batch[1..n.max(1)].iter().rev() {
+                    let pushed = local.pages.push(order, extra);
+                    debug_assert!(pushed, "the stack was empty");
+                    slot.cached_page_bytes.add(PAGE_SIZE << order);
                 }
-                n += 1;
+                if n == 0 {
+                    return None;
+                }
+                batch[0]
             }
-            n
-        });
-        for &addr in &batch[1..n.max(1)] {
-            if self
-                .meta_of(addr)
-                .is_some_and(|m| m.transition(PageKind::Allocated, PageKind::Cached))
-                && local.pages.push(order, addr)
-            {
-                slot.cached_page_bytes.add(bytes);
-            }
-        }
-        (n > 0).then_some(batch[0])
+        };
+        // Cached blocks are ours (P1): a plain store hands it out.
+        self.meta_in(local, addr)?.set(PageKind::Allocated, 0);
+        Some(addr)
     }
 
     /// Allocates `count` pages below the lowmem (DMA32) limit.
@@ -560,48 +662,17 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
     /// # Safety
     /// The caller owns the run and does not use it afterwards.
     pub unsafe fn dealloc_pages(&self, addr: usize, count: usize) -> AllocResult {
-        let meta = self.meta_of(addr).filter(|_| addr % PAGE_SIZE == 0);
-        // Claiming (Allocated → Cached) makes exactly one of two racing
-        // frees win.
-        let Some(meta) = meta.filter(|m| m.transition(PageKind::Allocated, PageKind::Cached))
-        else {
-            return self.reject_pages(addr, count);
-        };
-        if meta.run_pages() as usize != count {
-            meta.transition(PageKind::Cached, PageKind::Allocated);
-            return self.reject_pages(addr, count);
-        }
-        // Only naturally aligned runs are cached (a run grown in place may
-        // not be), so a cached block honours any alignment up to its size.
-        if let Some(order) = PageCache::order_for(count, 1).filter(|&o| addr % (PAGE_SIZE << o) == 0) {
-            let cached = self.with_slot(|slot, _, local| {
-                if !local.pages.push(order, addr) {
-                    self.flush_pages(slot, local, order, PAGE_CACHE_BATCH);
-                    if !local.pages.push(order, addr) {
-                        return false;
-                    }
-                }
-                slot.cached_page_bytes.add(PAGE_SIZE << order);
-                true
-            });
-            if cached == Ok(true) {
-                return Ok(());
+        let done = with_slot!(self, |slot, _, local| self
+            .free_run_at(slot, local, addr, count));
+        match done {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(why)) => {
+                self.invalid_frees.fetch_add(1, Ordering::Relaxed);
+                log::error!("buddy-slab: free of {count} pages at {addr:#x} rejected: {why}");
+                Err(AllocError::NotAllocated)
             }
+            Err(e) => Err(e),
         }
-        self.buddy.with(|b| {
-            meta.transition(PageKind::Cached, PageKind::Allocated);
-            // SAFETY: we claimed the run above; caller contract.
-            unsafe { b.dealloc_pages(addr, count) }
-        })
-    }
-
-    #[cold]
-    fn reject_pages(&self, addr: usize, count: usize) -> AllocResult {
-        self.invalid_frees.fetch_add(1, Ordering::Relaxed);
-        log::error!(
-            "buddy-slab: free of {count} pages at {addr:#x} rejected: not an allocated run of that size"
-        );
-        Err(AllocError::NotAllocated)
     }
 
     /// Returns up to `max` cached blocks of `order` to the buddy.
@@ -613,23 +684,16 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         max: usize,
     ) {
         let mut batch = [0usize; PAGE_CACHE_BATCH];
-        loop {
-            let n = local.pages.take_batch(order, max, &mut batch);
+        let mut left = max;
+        while left > 0 {
+            let n = local.pages.take_batch(order, left, &mut batch);
             if n == 0 {
                 return;
             }
             slot.cached_page_bytes.sub(n * (PAGE_SIZE << order));
-            self.buddy.with(|b| {
-                for &addr in &batch[..n] {
-                    let ok = self.meta_of(addr).is_some_and(|m| m.transition(PageKind::Cached, PageKind::Allocated))
-                        // SAFETY: cached blocks are runs we own (P1).
-                        && unsafe { b.dealloc_pages(addr, 1 << order) }.is_ok();
-                    debug_assert!(ok, "P1: cached block {addr:#x} could not be freed");
-                }
-            });
-            if max <= n {
-                return;
-            }
+            self.buddy
+                .with(|b| b.free_cached_blocks(order as u32, &batch[..n]));
+            left -= n;
         }
     }
 
@@ -644,7 +708,7 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
     /// Returns the current CPU's empty slabs and cached pages to the buddy,
     /// after absorbing frees other CPUs made into its slabs.
     pub fn drain(&self) {
-        let _ = self.with_slot(|slot, _, local| self.drain_local(slot, local));
+        let _ = with_slot!(self, |slot, _, local| self.drain_local(slot, local));
     }
 
     /// Drains every CPU slot. `&mut self` proves no other context is using
@@ -743,7 +807,7 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
     /// Checks the buddy's invariants and the current CPU's slabs.
     pub fn check_invariants(&self) {
         self.buddy.with(|b| b.check_invariants());
-        let _ = self.with_slot(|_, _, local| local.slab.check_invariants());
+        let _ = with_slot!(self, |_slot, _, local| local.slab.check_invariants());
     }
 }
 

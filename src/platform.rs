@@ -76,14 +76,14 @@ mod host {
     /// Bit `i` is set iff a live thread owns CPU slot `i` (H1).
     static SLOT_BITMAP: [AtomicU64; SLOT_WORDS] = [const { AtomicU64::new(0) }; SLOT_WORDS];
 
-    /// The calling thread's slot; released when the thread exits.
-    struct ThreadSlot {
-        id: Cell<usize>,
-    }
+    /// Releases the thread's slot when the thread exits.
+    struct SlotGuard;
 
-    impl Drop for ThreadSlot {
+    impl Drop for SlotGuard {
         fn drop(&mut self) {
-            let id = self.id.get();
+            // Later allocations in this thread's TLS destructors take the
+            // shared slot. `SLOT_ID` has no destructor, so it is still there.
+            let id = SLOT_ID.replace(NONE_FREE);
             if id < HOST_MAX_CPUS {
                 // Release: the next owner of the slot sees every write this
                 // thread made to the slot's per-CPU state.
@@ -93,7 +93,23 @@ mod host {
     }
 
     std::thread_local! {
-        static THREAD_SLOT: ThreadSlot = const { ThreadSlot { id: Cell::new(UNASSIGNED) } };
+        /// The calling thread's slot id, `UNASSIGNED` before its first
+        /// allocation. No destructor, so reading it is one TLS load.
+        static SLOT_ID: Cell<usize> = const { Cell::new(UNASSIGNED) };
+        /// Registered on first use; its destructor releases the slot.
+        static SLOT_GUARD: SlotGuard = const { SlotGuard };
+    }
+
+    #[cold]
+    fn assign_slot() -> usize {
+        // Register the release first; if the thread is already exiting, do
+        // not take a slot it could never give back.
+        if SLOT_GUARD.try_with(|_| ()).is_err() {
+            return NONE_FREE;
+        }
+        let id = claim_slot();
+        SLOT_ID.set(id);
+        id
     }
 
     fn claim_slot() -> usize {
@@ -144,19 +160,13 @@ mod host {
             HostPin(PhantomData)
         }
 
-        #[inline]
+        #[inline(always)]
         fn cpu_id(_: &HostPin) -> Option<usize> {
-            THREAD_SLOT
-                .try_with(|slot| {
-                    let mut id = slot.id.get();
-                    if id == UNASSIGNED {
-                        id = claim_slot();
-                        slot.id.set(id);
-                    }
-                    id
-                })
-                .ok()
-                .filter(|&id| id < HOST_MAX_CPUS)
+            let mut id = SLOT_ID.get();
+            if id == UNASSIGNED {
+                id = assign_slot();
+            }
+            (id < HOST_MAX_CPUS).then_some(id)
         }
 
         fn max_cpus() -> usize {

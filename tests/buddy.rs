@@ -74,7 +74,7 @@ fn split_and_merge_restore_the_largest_block() {
 fn bad_frees_are_rejected_without_damage() {
     let (mut b, start, _) = buddy_over(4 << 20, 0);
     let a = b.alloc_pages(4, 0).unwrap();
-    // SAFETY (all below): the calls are deliberately wrong; the allocator
+    // SAFETY: the calls are deliberately wrong; the allocator
     // must reject them without touching memory.
     unsafe {
         assert_eq!(
@@ -148,15 +148,18 @@ fn regions_hot_add_and_overlap() {
     unsafe { b.add_region(second).unwrap() };
     assert_eq!(b.managed_section_count(), 2);
     assert!(b.total_pages() > before);
-    // SAFETY (below): overlapping ranges are rejected before anything is
+    // SAFETY: overlapping ranges are rejected before anything is
     // written.
     let overlap = unsafe { std::slice::from_raw_parts_mut((start + len / 2) as *mut u8, len) };
     assert_eq!(
+        // SAFETY: rejected before anything is written (overlap).
         unsafe { b.add_region(overlap) },
         Err(AllocError::MemoryOverlap)
     );
     let tiny = arena(PAGE, PAGE, 0);
-    assert_eq!(unsafe { b.add_region(tiny) }, Err(AllocError::InvalidParam));
+    // SAFETY: leaked arena (too small: rejected).
+    let too_small = unsafe { b.add_region(tiny) };
+    assert_eq!(too_small, Err(AllocError::InvalidParam));
     b.check_invariants();
     // Sections are sorted and allocations come from both.
     let s0 = b.managed_section(0).unwrap();

@@ -50,7 +50,10 @@ enum Kind {
 impl Model {
     fn insert(&mut self, start: usize, len: usize, kind: Kind) {
         if let Some((&s, &(l, _, _))) = self.live.range(..start + len).next_back() {
-            assert!(s + l <= start, "[{start:#x}, +{len}) overlaps live [{s:#x}, +{l})");
+            assert!(
+                s + l <= start,
+                "[{start:#x}, +{len}) overlaps live [{s:#x}, +{l})"
+            );
         }
         self.tag += 1;
         fill(start as *mut u8, len, self.tag);
@@ -58,7 +61,12 @@ impl Model {
     }
 
     fn take(&mut self, pick: usize, pages: bool) -> Option<(usize, usize, u64, Kind)> {
-        let keys: Vec<_> = self.live.iter().filter(|(_, v)| matches!(v.2, Kind::Pages(_)) == pages).map(|(k, _)| *k).collect();
+        let keys: Vec<_> = self
+            .live
+            .iter()
+            .filter(|(_, v)| matches!(v.2, Kind::Pages(_)) == pages)
+            .map(|(k, _)| *k)
+            .collect();
         let k = *keys.get(pick % keys.len().max(1))?;
         let (len, tag, kind) = self.live.remove(&k).unwrap();
         check(k as *const u8, len, tag);
@@ -71,7 +79,11 @@ fn run(ops: &[Op]) {
     // SAFETY: leaked arena, heap boxed.
     unsafe { heap.init(arena(4 << 20, PAGE, 5 * PAGE)).unwrap() };
     let baseline = heap.allocated_bytes();
-    let mut m = Model { live: BTreeMap::new(), tag: 0, ops: 0 };
+    let mut m = Model {
+        live: BTreeMap::new(),
+        tag: 0,
+        ops: 0,
+    };
     for op in ops {
         m.ops += 1;
         match *op {
@@ -94,7 +106,9 @@ fn run(ops: &[Op]) {
             Op::Realloc { pick, new_size } => {
                 if let Some((p, len, tag, Kind::Object(layout))) = m.take(pick, false) {
                     // SAFETY: live block from this heap with this layout.
-                    match unsafe { heap.realloc(NonNull::new(p as *mut u8).unwrap(), layout, new_size) } {
+                    match unsafe {
+                        heap.realloc(NonNull::new(p as *mut u8).unwrap(), layout, new_size)
+                    } {
                         Ok(q) => {
                             check(q.as_ptr(), len.min(new_size), tag);
                             let nl = Layout::from_size_align(new_size, layout.align()).unwrap();
@@ -108,13 +122,15 @@ fn run(ops: &[Op]) {
                     }
                 }
             }
-            Op::AllocPages { count, align_shift } => match heap.alloc_pages(count, PAGE << align_shift) {
-                Ok(a) => {
-                    assert_eq!(a % (PAGE << align_shift), 0);
-                    m.insert(a, count * PAGE, Kind::Pages(count));
+            Op::AllocPages { count, align_shift } => {
+                match heap.alloc_pages(count, PAGE << align_shift) {
+                    Ok(a) => {
+                        assert_eq!(a % (PAGE << align_shift), 0);
+                        m.insert(a, count * PAGE, Kind::Pages(count));
+                    }
+                    Err(e) => assert_eq!(e, AllocError::NoMemory),
                 }
-                Err(e) => assert_eq!(e, AllocError::NoMemory),
-            },
+            }
             Op::FreePages { pick } => {
                 if let Some((a, _, _, Kind::Pages(count))) = m.take(pick, true) {
                     // SAFETY: live run from this heap.
@@ -130,7 +146,7 @@ fn run(ops: &[Op]) {
             }
             Op::Drain => heap.drain(),
         }
-        if m.ops % 128 == 0 {
+        if m.ops.is_multiple_of(128) {
             heap.check_invariants();
         }
     }

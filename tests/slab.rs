@@ -16,7 +16,10 @@ impl Pair {
         let mut buddy = BuddyAllocator::<PAGE>::new();
         // SAFETY: leaked arena.
         unsafe { buddy.init(arena(bytes, 1 << 21, 0)).unwrap() };
-        Self { buddy, slab: SlabAllocator::<PAGE>::new() }
+        Self {
+            buddy,
+            slab: SlabAllocator::<PAGE>::new(),
+        }
     }
 
     fn alloc(&mut self, layout: Layout) -> NonNull<u8> {
@@ -58,7 +61,10 @@ fn readme_flow_allocates_and_returns_slabs() {
     }
     let mut addrs: Vec<_> = objs.iter().map(|o| o.0.as_ptr() as usize).collect();
     addrs.sort_unstable();
-    assert!(addrs.windows(2).all(|w| w[1] - w[0] >= 64), "objects overlap");
+    assert!(
+        addrs.windows(2).all(|w| w[1] - w[0] >= 64),
+        "objects overlap"
+    );
     p.slab.check_invariants();
     for (o, i) in objs {
         check(o.as_ptr(), 64, i);
@@ -76,7 +82,11 @@ fn readme_flow_allocates_and_returns_slabs() {
         returned += 1;
     });
     assert_eq!(p.slab.stats().slabs, 0);
-    assert_eq!(p.buddy.allocated_bytes(), 0, "{returned} slabs returned, pages leaked");
+    assert_eq!(
+        p.buddy.allocated_bytes(),
+        0,
+        "{returned} slabs returned, pages leaked"
+    );
 }
 
 #[test]

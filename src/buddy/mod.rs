@@ -25,7 +25,7 @@ mod section;
 mod section_map;
 
 pub(crate) use page_meta::{PageKind, PageMeta};
-pub(crate) use section_map::SectionMap;
+pub(crate) use section_map::{SectionMap, SectionRef};
 
 use crate::config::{LOWMEM_LIMIT, MAX_ORDER, MAX_SECTIONS, NR_ORDERS};
 use crate::error::{AllocError, AllocResult};
@@ -337,7 +337,7 @@ impl<const PAGE_SIZE: usize> BuddyAllocator<PAGE_SIZE> {
     /// `NotAllocated` if the range is not inside one section, `NoMemory` if a
     /// page in it is not free.
     pub fn alloc_pages_at(&mut self, addr: usize, count: usize) -> AllocResult<usize> {
-        if count == 0 || addr % PAGE_SIZE != 0 || count >= u32::MAX as usize {
+        if count == 0 || !addr.is_multiple_of(PAGE_SIZE) || count >= u32::MAX as usize {
             return Err(AllocError::InvalidParam);
         }
         let i = self.find_section(addr).ok_or(AllocError::NotAllocated)?;
@@ -363,7 +363,8 @@ impl<const PAGE_SIZE: usize> BuddyAllocator<PAGE_SIZE> {
         count: usize,
         what: &str,
     ) -> AllocResult<(usize, usize)> {
-        let found = (addr % PAGE_SIZE == 0)
+        let found = addr
+            .is_multiple_of(PAGE_SIZE)
             .then(|| self.find_section(addr))
             .flatten();
         let result = found.ok_or(AllocError::NotAllocated).and_then(|i| {
@@ -428,6 +429,65 @@ impl<const PAGE_SIZE: usize> BuddyAllocator<PAGE_SIZE> {
         Ok(())
     }
 
+    /// Fills `out` with blocks of `1 << order` pages for a per-CPU page
+    /// cache, tagged `Cached` (so a stray free of one is rejected). Returns
+    /// how many it got.
+    pub(crate) fn alloc_cached_blocks(&mut self, order: u32, out: &mut [usize]) -> usize {
+        let shift = Self::PAGE_SHIFT;
+        let mut n = 0;
+        for i in (0..self.nr_sections).rev() {
+            let s = self.section_mut(i);
+            while n < out.len() {
+                let Some(idx) = s.alloc_block(order) else {
+                    break;
+                };
+                let m = s.meta(idx);
+                m.set(PageKind::Cached, 0);
+                m.set_run_pages(1 << order);
+                out[n] = (s.base_pfn + idx) << shift;
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Frees blocks of `1 << order` pages that a page cache held (tagged
+    /// `Cached`). A block not tagged so is logged, counted and skipped.
+    pub(crate) fn free_cached_blocks(&mut self, order: u32, addrs: &[usize]) {
+        for &addr in addrs {
+            let found = self.find_section(addr).map(|i| {
+                let s = self.section_mut(i);
+                let idx = (addr >> Self::PAGE_SHIFT) - s.base_pfn;
+                let m = s.meta(idx);
+                let ok = m.kind() == PageKind::Cached && m.run_pages() == 1 << order;
+                if ok {
+                    m.set(PageKind::Tail, 0);
+                    s.free_run(idx, 1 << order);
+                }
+                ok
+            });
+            if found != Some(true) {
+                self.invalid_frees += 1;
+                log::error!("buddy: cached block {addr:#x} (order {order}) is not tagged Cached");
+            }
+        }
+    }
+
+    /// Frees a run the facade claimed (tagged `Cached`) with `count` pages.
+    pub(crate) fn free_claimed(&mut self, addr: usize, count: usize) -> AllocResult {
+        let i = self.find_section(addr).ok_or(AllocError::NotAllocated)?;
+        let s = self.section_mut(i);
+        let idx = (addr >> Self::PAGE_SHIFT) - s.base_pfn;
+        let m = s.meta(idx);
+        if m.kind() != PageKind::Cached || m.run_pages() as usize != count {
+            self.invalid_frees += 1;
+            return Err(AllocError::NotAllocated);
+        }
+        m.set(PageKind::Tail, 0);
+        s.free_run(idx, count);
+        Ok(())
+    }
+
     /// Allocates a naturally aligned block of `1 << order` pages for a slab
     /// and tags its pages (B4) so an object address finds its slab in O(1).
     pub(crate) fn alloc_slab(&mut self, order: u32) -> AllocResult<usize> {
@@ -454,7 +514,7 @@ impl<const PAGE_SIZE: usize> BuddyAllocator<PAGE_SIZE> {
         let i = self.find_section(addr).ok_or(AllocError::NotAllocated)?;
         let s = self.section_mut(i);
         let idx = (addr >> Self::PAGE_SHIFT) - s.base_pfn;
-        if addr % PAGE_SIZE != 0 || !s.meta(idx).is(PageKind::Slab, order) {
+        if !addr.is_multiple_of(PAGE_SIZE) || !s.meta(idx).is(PageKind::Slab, order) {
             self.invalid_frees += 1;
             log::error!("buddy: slab free at {addr:#x} (order {order}) is not a slab head");
             return Err(AllocError::NotAllocated);

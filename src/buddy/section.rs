@@ -199,9 +199,7 @@ impl Section {
         let pfn = self.base_pfn + idx;
         for order in 0..=MAX_ORDER as u32 {
             let head_pfn = pfn & !((1usize << order) - 1);
-            let Some(head) = head_pfn.checked_sub(self.base_pfn) else {
-                return None;
-            };
+            let head = head_pfn.checked_sub(self.base_pfn)?;
             if self.meta(head).is(PageKind::Free, order) {
                 return Some((head, order));
             }

@@ -26,6 +26,14 @@ pub(crate) struct SectionRef {
 }
 
 impl SectionRef {
+    /// Contains nothing: a cache miss for every address.
+    pub(crate) const EMPTY: Self = Self {
+        start: 0,
+        end: 0,
+        base_pfn: 0,
+        meta: core::ptr::null(),
+    };
+
     /// The metadata of the page holding `addr`, which must lie in
     /// `[start, end)`.
     #[inline]

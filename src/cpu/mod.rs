@@ -9,6 +9,7 @@ mod page_cache;
 
 pub(crate) use page_cache::PageCache;
 
+use crate::buddy::SectionRef;
 use crate::slab::SlabAllocator;
 use crate::slab::header::PendingSlabs;
 use crate::stats::Counter;
@@ -18,6 +19,9 @@ use core::cell::UnsafeCell;
 pub(crate) struct CpuLocal<const PAGE_SIZE: usize> {
     pub(crate) slab: SlabAllocator<PAGE_SIZE>,
     pub(crate) pages: PageCache,
+    /// The section of the last address this CPU freed: published sections
+    /// never change, so a copy stays valid and spares the shared lookup.
+    pub(crate) section: SectionRef,
 }
 
 /// One CPU's slot, on its own cache lines.
@@ -38,6 +42,7 @@ impl<const PAGE_SIZE: usize> CpuSlot<PAGE_SIZE> {
             local: UnsafeCell::new(CpuLocal {
                 slab: SlabAllocator::with_table(SlabAllocator::<PAGE_SIZE>::default_table(), cpu),
                 pages: PageCache::new(),
+                section: SectionRef::EMPTY,
             }),
             pending: PendingSlabs::new(),
             remote_frees_sent: Counter::new(),

@@ -221,7 +221,7 @@ impl SlabHeader {
     /// empty, or when it is found corrupted (a write after free): then the
     /// rest of the list is dropped, which leaks those objects but never
     /// hands out memory twice.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn pop(&self) -> Option<*mut u8> {
         let obj = self.free_head.get();
         if obj.is_null() {
@@ -259,7 +259,7 @@ impl SlabHeader {
     /// # Safety
     /// `obj` was validated by `index_of` as an object of this slab, the
     /// caller is the owner, and the object is no longer used by the caller.
-    #[inline]
+    #[inline(always)]
     pub(crate) unsafe fn free_local(&self, obj: *mut u8) -> Result<(), FreeFault> {
         let idx = self.index_of(obj as usize)?;
         let (w, bit) = (idx / 64, 1u64 << (idx % 64));

@@ -237,17 +237,17 @@ impl<const PAGE_SIZE: usize> SlabAllocator<PAGE_SIZE> {
     }
 
     /// Allocates an object of `class`.
-    #[inline]
+    #[inline(always)]
     pub fn alloc_class(&mut self, class: SizeClass) -> SlabAllocResult {
         let cache = &mut self.caches[class.index()];
         // SAFETY: `active` is null or a live slab of this class (L1).
-        if let Some(hdr) = unsafe { cache.active.as_ref() } {
-            if let Some(obj) = hdr.pop() {
-                cache.live_objects.add(1);
-                // SAFETY: objects are never at address 0 (slabs are in
-                // managed memory, which starts above 0).
-                return SlabAllocResult::Allocated(unsafe { NonNull::new_unchecked(obj) });
-            }
+        if let Some(hdr) = unsafe { cache.active.as_ref() }
+            && let Some(obj) = hdr.pop()
+        {
+            cache.live_objects.add(1);
+            // SAFETY: objects are never at address 0 (slabs are in
+            // managed memory, which starts above 0).
+            return SlabAllocResult::Allocated(unsafe { NonNull::new_unchecked(obj) });
         }
         self.alloc_slow(class)
     }
@@ -256,17 +256,17 @@ impl<const PAGE_SIZE: usize> SlabAllocator<PAGE_SIZE> {
     fn alloc_slow(&mut self, class: SizeClass) -> SlabAllocResult {
         let cache = &mut self.caches[class.index()];
         // SAFETY: as in `alloc_class`.
-        if let Some(hdr) = unsafe { cache.active.as_ref() } {
-            if !hdr.has_free() {
-                hdr.state.set(SlabState::Full);
-                cache.active = ptr::null_mut();
-            }
+        if let Some(hdr) = unsafe { cache.active.as_ref() }
+            && !hdr.has_free()
+        {
+            hdr.state.set(SlabState::Full);
+            cache.active = ptr::null_mut();
         }
-        if cache.active.is_null() {
-            if let Some(hdr) = cache.partial.pop().or_else(|| cache.empty.pop()) {
-                hdr.state.set(SlabState::Active);
-                cache.active = ptr::from_ref(hdr).cast_mut();
-            }
+        if cache.active.is_null()
+            && let Some(hdr) = cache.partial.pop().or_else(|| cache.empty.pop())
+        {
+            hdr.state.set(SlabState::Active);
+            cache.active = ptr::from_ref(hdr).cast_mut();
         }
         // SAFETY: as in `alloc_class`.
         if let Some(obj) = unsafe { cache.active.as_ref() }.and_then(SlabHeader::pop) {
@@ -304,7 +304,7 @@ impl<const PAGE_SIZE: usize> SlabAllocator<PAGE_SIZE> {
             return Err(AllocError::InvalidParam);
         }
         let order = self.table.slab_order(class);
-        if bytes != PAGE_SIZE << order || base == 0 || base % bytes != 0 {
+        if bytes != PAGE_SIZE << order || base == 0 || !base.is_multiple_of(bytes) {
             return Err(AllocError::InvalidParam);
         }
         let geo = SlabGeometry {
@@ -323,8 +323,8 @@ impl<const PAGE_SIZE: usize> SlabAllocator<PAGE_SIZE> {
         // SAFETY: just initialised.
         let hdr = unsafe { &*hdr };
         // A fresh slab goes first in line: it is the one the caller needed.
+        // SAFETY: `active` is null or live (L1).
         if let Some(old) = unsafe { cache.active.as_ref() } {
-            // SAFETY (above): `active` is null or live (L1).
             if old.has_free() {
                 old.state.set(SlabState::Partial);
                 cache.partial.push(old);
@@ -370,7 +370,7 @@ impl<const PAGE_SIZE: usize> SlabAllocator<PAGE_SIZE> {
     /// # Safety
     /// `hdr` is a live slab owned by this allocator; the caller gives the
     /// object up.
-    #[inline]
+    #[inline(always)]
     pub(crate) unsafe fn dealloc_in(
         &mut self,
         hdr: &SlabHeader,
@@ -456,10 +456,8 @@ impl<const PAGE_SIZE: usize> SlabAllocator<PAGE_SIZE> {
                 SlabState::Partial if hdr.nr_allocated() > 0 => false,
                 _ => true,
             };
-            if emptied {
-                if let SlabDeallocResult::FreeSlab { base, pages } = self.slab_emptied(hdr) {
-                    free_slab(base, pages);
-                }
+            if emptied && let SlabDeallocResult::FreeSlab { base, pages } = self.slab_emptied(hdr) {
+                free_slab(base, pages);
             }
         });
     }
@@ -470,12 +468,12 @@ impl<const PAGE_SIZE: usize> SlabAllocator<PAGE_SIZE> {
         for c in 0..self.table.len() {
             let cache = &mut self.caches[c];
             // SAFETY: `active` is null or live (L1).
-            if let Some(hdr) = unsafe { cache.active.as_ref() } {
-                if hdr.nr_allocated() == 0 {
-                    cache.active = ptr::null_mut();
-                    hdr.state.set(SlabState::Empty);
-                    cache.empty.push(hdr);
-                }
+            if let Some(hdr) = unsafe { cache.active.as_ref() }
+                && hdr.nr_allocated() == 0
+            {
+                cache.active = ptr::null_mut();
+                hdr.state.set(SlabState::Empty);
+                cache.empty.push(hdr);
             }
             let mut keep = SlabList::new();
             while let Some(hdr) = self.caches[c].empty.pop() {

@@ -67,7 +67,7 @@ impl SizeClassTable {
         while c < sizes.len() {
             let size = sizes[c];
             assert!(
-                size >= 8 && size % 8 == 0,
+                size >= 8 && size.is_multiple_of(8),
                 "size classes are multiples of 8"
             );
             assert!(c == 0 || size > sizes[c - 1], "size classes ascend");
@@ -75,7 +75,7 @@ impl SizeClassTable {
             t.sizes[c] = size as u16;
             t.orders[c] = order;
             t.objects[c] = objects as u16;
-            t.recips[c] = (((1u64 << 32) + size as u64 - 1) / size as u64) as u32;
+            t.recips[c] = (1u64 << 32).div_ceil(size as u64) as u32;
             c += 1;
         }
         let mut i = 0;
@@ -158,7 +158,7 @@ impl SizeClassTable {
         // Objects sit at slab base + i * size and slabs are page aligned, so
         // a class honours `align` iff its size is a multiple of it.
         (c as usize..self.nr_classes)
-            .find(|&c| self.sizes[c] as usize % layout.align() == 0)
+            .find(|&c| (self.sizes[c] as usize).is_multiple_of(layout.align()))
             .map(|c| SizeClass(c as u8))
             .ok_or(AllocError::InvalidParam)
     }
@@ -227,7 +227,7 @@ mod tests {
     fn reciprocal_division_is_exact_in_a_slab() {
         for c in T.classes() {
             let size = T.object_bytes(c) as u64;
-            let span = (4096u64 << T.slab_order(c)) as u64;
+            let span = 4096u64 << T.slab_order(c);
             for off in 0..span {
                 assert_eq!(
                     (off * T.recip(c) as u64) >> 32,

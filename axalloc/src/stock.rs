@@ -1,0 +1,226 @@
+//! Stock ArceOS backend: what the published axalloc does, written anew.
+//!
+//! - Two levels (default): a bitmap page allocator owns the first region;
+//!   the byte allocator (TLSF, slab or buddy from `axallocator`) starts with
+//!   [`INIT_HEAP_BYTES`] taken from it and grows by page chunks whenever an
+//!   allocation does not fit. Heap chunks are never returned to the page
+//!   allocator. Regions added after init go to the byte allocator (the
+//!   bitmap page allocator manages a single range).
+//! - One level (`level-1`): the byte allocator owns everything and serves
+//!   page requests as page-aligned byte allocations.
+//!
+//! Lock order: `bytes` before `pages` (heap growth holds `bytes`). Both are
+//! `SpinNoIrq`, so either may be taken from interrupt handlers.
+
+use core::alloc::Layout;
+use core::ptr::NonNull;
+
+use axallocator::{AllocError, AllocResult, BaseAllocator, ByteAllocator};
+#[cfg(not(feature = "level-1"))]
+use axallocator::{BitmapPageAllocator, PageAllocator};
+use kspin::SpinNoIrq;
+
+use crate::PAGE_SIZE;
+
+cfg_if::cfg_if! {
+    if #[cfg(feature = "slab")] {
+        /// The byte allocator selected by features (slab > buddy > tlsf).
+        pub type DefaultByteAllocator = axallocator::SlabByteAllocator;
+        const NAME: &str = "slab";
+    } else if #[cfg(feature = "buddy")] {
+        /// The byte allocator selected by features (slab > buddy > tlsf).
+        pub type DefaultByteAllocator = axallocator::BuddyByteAllocator;
+        const NAME: &str = "buddy";
+    } else if #[cfg(feature = "tlsf")] {
+        /// The byte allocator selected by features (slab > buddy > tlsf).
+        pub type DefaultByteAllocator = axallocator::TlsfByteAllocator;
+        const NAME: &str = "TLSF";
+    } else {
+        compile_error!("axalloc: enable one of the features tlsf, slab, buddy or buddy-slab");
+    }
+}
+
+/// Size of the byte allocator's first chunk, taken at init (32 KiB).
+#[cfg(not(feature = "level-1"))]
+const INIT_HEAP_BYTES: usize = 0x8000;
+
+/// Byte allocator plus (two-level mode) the page allocator feeding it.
+pub struct Backend {
+    bytes: SpinNoIrq<DefaultByteAllocator>,
+    #[cfg(not(feature = "level-1"))]
+    pages: SpinNoIrq<BitmapPageAllocator<PAGE_SIZE>>,
+}
+
+/// The stock backend needs no address translation; `hv` only changes the
+/// signature of `global_init`.
+#[cfg(feature = "hv")]
+pub fn set_addr_translator(_translator: &'static dyn crate::AddrTranslator) {}
+
+impl Backend {
+    pub const NAME: &'static str = NAME;
+
+    pub const fn new() -> Self {
+        Self {
+            bytes: SpinNoIrq::new(DefaultByteAllocator::new()),
+            #[cfg(not(feature = "level-1"))]
+            pages: SpinNoIrq::new(BitmapPageAllocator::new()),
+        }
+    }
+
+    pub fn init(&self, start_vaddr: usize, size: usize) {
+        #[cfg(feature = "level-1")]
+        self.bytes.lock().init(start_vaddr, size);
+        #[cfg(not(feature = "level-1"))]
+        {
+            assert!(
+                size > INIT_HEAP_BYTES,
+                "axalloc: first region of {size:#x} bytes is too small"
+            );
+            self.pages.lock().init(start_vaddr, size);
+            let heap = self
+                .pages
+                .lock()
+                .alloc_pages(INIT_HEAP_BYTES / PAGE_SIZE, PAGE_SIZE)
+                .expect("axalloc: cannot take the initial heap from the first region");
+            self.bytes.lock().init(heap, INIT_HEAP_BYTES);
+        }
+    }
+
+    pub fn add_memory(&self, start_vaddr: usize, size: usize) -> AllocResult {
+        self.bytes.lock().add_memory(start_vaddr, size)
+    }
+
+    pub fn alloc(&self, layout: Layout) -> AllocResult<NonNull<u8>> {
+        let mut bytes = self.bytes.lock();
+        loop {
+            if let Ok(ptr) = bytes.alloc(layout) {
+                return Ok(ptr);
+            }
+            #[cfg(feature = "level-1")]
+            return Err(AllocError::NoMemory);
+            #[cfg(not(feature = "level-1"))]
+            self.grow_heap(&mut bytes, layout)?;
+        }
+    }
+
+    /// Moves a chunk of pages into the byte allocator so that `layout` fits:
+    /// as large as the heap already is (doubling it), else smaller, down to
+    /// the least that can hold `layout`. Each successful call adds at least
+    /// one page, so the caller's retry loop ends when pages run out.
+    #[cfg(not(feature = "level-1"))]
+    fn grow_heap(&self, bytes: &mut DefaultByteAllocator, layout: Layout) -> AllocResult {
+        // Room for the block, its worst-case alignment padding and the
+        // allocator's own per-chunk and per-block headers (one page).
+        let need = layout
+            .size()
+            .checked_add(layout.align())
+            .and_then(|n| n.checked_add(PAGE_SIZE))
+            .ok_or(AllocError::NoMemory)?;
+        let min_pages = need.div_ceil(PAGE_SIZE);
+        let mut try_pages = bytes
+            .total_bytes()
+            .max(need)
+            .checked_next_power_of_two()
+            .ok_or(AllocError::NoMemory)?
+            / PAGE_SIZE;
+        loop {
+            let n = try_pages.max(min_pages);
+            if let Ok(start) = self.pages.lock().alloc_pages(n, PAGE_SIZE) {
+                debug!(
+                    "expand heap memory: [{:#x}, {:#x})",
+                    start,
+                    start + n * PAGE_SIZE
+                );
+                return bytes.add_memory(start, n * PAGE_SIZE).inspect_err(|_| {
+                    self.pages.lock().dealloc_pages(start, n);
+                });
+            }
+            if n == min_pages {
+                return Err(AllocError::NoMemory);
+            }
+            try_pages /= 2;
+        }
+    }
+
+    /// # Safety
+    ///
+    /// `pos`/`layout` are a live allocation from [`Backend::alloc`].
+    pub unsafe fn dealloc(&self, pos: NonNull<u8>, layout: Layout) {
+        self.bytes.lock().dealloc(pos, layout)
+    }
+
+    pub fn alloc_pages(&self, num_pages: usize, align_pow2: usize) -> AllocResult<usize> {
+        #[cfg(feature = "level-1")]
+        {
+            let layout = page_layout(num_pages, align_pow2)?;
+            self.alloc(layout).map(|p| p.as_ptr() as usize)
+        }
+        #[cfg(not(feature = "level-1"))]
+        self.pages.lock().alloc_pages(num_pages, align_pow2)
+    }
+
+    pub fn alloc_pages_at(
+        &self,
+        start: usize,
+        num_pages: usize,
+        align_pow2: usize,
+    ) -> AllocResult<usize> {
+        #[cfg(feature = "level-1")]
+        {
+            // A byte allocator cannot place a block at a chosen address.
+            let _ = (start, num_pages, align_pow2);
+            Err(AllocError::InvalidParam)
+        }
+        #[cfg(not(feature = "level-1"))]
+        self.pages
+            .lock()
+            .alloc_pages_at(start, num_pages, align_pow2)
+    }
+
+    /// # Safety
+    ///
+    /// `[pos, pos + num_pages * PAGE_SIZE)` was returned by
+    /// [`Backend::alloc_pages`] / [`Backend::alloc_pages_at`] with this count.
+    pub unsafe fn dealloc_pages(&self, pos: usize, num_pages: usize) {
+        #[cfg(feature = "level-1")]
+        {
+            let layout = page_layout(num_pages, PAGE_SIZE).expect("axalloc: bad page count");
+            let ptr = NonNull::new(pos as *mut u8).expect("axalloc: null page address");
+            // SAFETY: pages were allocated by `alloc` with this size (caller
+            // contract); the byte allocators ignore the alignment on free.
+            unsafe { self.dealloc(ptr, layout) }
+        }
+        #[cfg(not(feature = "level-1"))]
+        self.pages.lock().dealloc_pages(pos, num_pages)
+    }
+
+    pub fn used_bytes(&self) -> usize {
+        self.bytes.lock().used_bytes()
+    }
+
+    pub fn available_bytes(&self) -> usize {
+        self.bytes.lock().available_bytes()
+    }
+
+    pub fn used_pages(&self) -> usize {
+        #[cfg(feature = "level-1")]
+        return self.used_bytes().div_ceil(PAGE_SIZE);
+        #[cfg(not(feature = "level-1"))]
+        self.pages.lock().used_pages()
+    }
+
+    pub fn available_pages(&self) -> usize {
+        #[cfg(feature = "level-1")]
+        return self.available_bytes() / PAGE_SIZE;
+        #[cfg(not(feature = "level-1"))]
+        self.pages.lock().available_pages()
+    }
+}
+
+#[cfg(feature = "level-1")]
+fn page_layout(num_pages: usize, align_pow2: usize) -> AllocResult<Layout> {
+    let size = num_pages
+        .checked_mul(PAGE_SIZE)
+        .ok_or(AllocError::InvalidParam)?;
+    Layout::from_size_align(size, align_pow2.max(PAGE_SIZE)).map_err(|_| AllocError::InvalidParam)
+}
