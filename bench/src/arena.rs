@@ -49,13 +49,21 @@ impl Arena {
                 0,
             )
         };
-        assert!(raw != libc::MAP_FAILED, "mmap of {mapping_bytes} bytes failed");
+        assert!(
+            raw != libc::MAP_FAILED,
+            "mmap of {mapping_bytes} bytes failed"
+        );
         let mapping = NonNull::new(raw.cast::<u8>()).expect("mmap returned null");
         let offset_bytes = mapping.as_ptr().align_offset(ARENA_ALIGN_BYTES);
         // SAFETY: `offset_bytes < ARENA_ALIGN_BYTES`, so `start..start+len_bytes` lies inside
         // the mapping of `len_bytes + ARENA_ALIGN_BYTES` bytes.
         let start = unsafe { mapping.add(offset_bytes) };
-        let mut arena = Self { mapping, mapping_bytes, start, len_bytes };
+        let mut arena = Self {
+            mapping,
+            mapping_bytes,
+            start,
+            len_bytes,
+        };
         arena.prefault();
         arena
     }

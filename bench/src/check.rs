@@ -20,7 +20,7 @@ pub fn expect_block(ptr: *mut u8, layout: Layout, allocator: &str) {
     if ptr.is_null() {
         panic!("{allocator}: allocation of {layout:?} failed unexpectedly");
     }
-    if (ptr as usize) % layout.align() != 0 {
+    if !(ptr as usize).is_multiple_of(layout.align()) {
         panic!("{allocator}: block {ptr:p} violates alignment of {layout:?}");
     }
 }
@@ -55,7 +55,8 @@ pub unsafe fn check_tag(ptr: *const u8, size_bytes: usize, tag: u64, allocator: 
     let (head_ok, tail_ok) = unsafe {
         if size_bytes >= 8 {
             let head = ptr.cast::<u64>().read_unaligned() == tag;
-            let tail = size_bytes < 16 || ptr.add(size_bytes - 8).cast::<u64>().read_unaligned() == !tag;
+            let tail =
+                size_bytes < 16 || ptr.add(size_bytes - 8).cast::<u64>().read_unaligned() == !tag;
             (head, tail)
         } else {
             let mut bytes = [0u8; 8];

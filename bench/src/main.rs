@@ -16,7 +16,11 @@ mod rng;
 mod timing;
 mod workloads;
 
-use std::{path::PathBuf, process::ExitCode, time::{Duration, Instant}};
+use std::{
+    path::PathBuf,
+    process::ExitCode,
+    time::{Duration, Instant},
+};
 
 use allocators::{
     BenchAlloc,
@@ -44,7 +48,8 @@ struct Options {
     out_dir: PathBuf,
 }
 
-const USAGE: &str = "usage: bsa-bench [--smoke] [--trials N] [--only a,b,...] [--allocators name,...] [--out DIR]
+const USAGE: &str =
+    "usage: bsa-bench [--smoke] [--trials N] [--only a,b,...] [--allocators name,...] [--out DIR]
   --smoke        tiny sizes, one trial (CI: checks the harness builds and runs)
   --trials N     timed trials per workload, median reported (default 11)
   --only LIST    workloads to run, from a,b,c,d,e,f,g,h (default all)
@@ -68,7 +73,9 @@ fn parse_args() -> Result<Options, String> {
         match arg.as_str() {
             "--smoke" => options.smoke = true,
             "--trials" => {
-                let n: usize = value("--trials")?.parse().map_err(|e| format!("--trials: {e}"))?;
+                let n: usize = value("--trials")?
+                    .parse()
+                    .map_err(|e| format!("--trials: {e}"))?;
                 if n == 0 {
                     return Err("--trials must be at least 1".into());
                 }
@@ -76,13 +83,19 @@ fn parse_args() -> Result<Options, String> {
             }
             "--only" => {
                 let list = value("--only")?;
-                options.only = list.split(',').filter_map(|w| w.trim().chars().next()).collect();
+                options.only = list
+                    .split(',')
+                    .filter_map(|w| w.trim().chars().next())
+                    .collect();
                 if let Some(bad) = options.only.iter().find(|c| !"abcdefgh".contains(**c)) {
                     return Err(format!("--only: unknown workload {bad:?}"));
                 }
             }
             "--allocators" => {
-                options.allocators = value("--allocators")?.split(',').map(|s| s.trim().to_string()).collect();
+                options.allocators = value("--allocators")?
+                    .split(',')
+                    .map(|s| s.trim().to_string())
+                    .collect();
             }
             "--out" => options.out_dir = PathBuf::from(value("--out")?),
             "-h" | "--help" => return Err(String::new()),
@@ -159,7 +172,11 @@ fn rotated(count: usize, trial: usize) -> impl Iterator<Item = usize> {
 /// then interleave the trials across allocators.
 fn run_throughput(workload: char, selected: &[&Entry], cfg: &Config, results: &mut Results) {
     let metric = throughput_metric(workload);
-    eprintln!("[{}] {} — preparing and calibrating", metric.key(), metric.title());
+    eprintln!(
+        "[{}] {} — preparing and calibrating",
+        metric.key(),
+        metric.title()
+    );
     let mut runs: Vec<(Box<dyn TimedRun>, usize)> = selected
         .iter()
         .map(|entry| {
@@ -242,13 +259,23 @@ fn run_space(metric: Metric, selected: &[&Entry], cfg: &Config, results: &mut Re
         };
         results.record(metric, entry.name, outcome);
         if started.elapsed() > Duration::from_secs(20) {
-            eprintln!("    ({} took {:.1} s)", entry.name, started.elapsed().as_secs_f64());
+            eprintln!(
+                "    ({} took {:.1} s)",
+                entry.name,
+                started.elapsed().as_secs_f64()
+            );
         }
     }
 }
 
 /// Runs workload `workload` for every selected allocator and prints its ratios.
-fn run_workload(workload: char, selected: &[&Entry], cfg: &Config, clock: &TickClock, results: &mut Results) {
+fn run_workload(
+    workload: char,
+    selected: &[&Entry],
+    cfg: &Config,
+    clock: &TickClock,
+    results: &mut Results,
+) {
     let metrics: Vec<Metric> = match workload {
         'a'..='e' => {
             run_throughput(workload, selected, cfg, results);
@@ -279,11 +306,18 @@ fn machine_description() -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
         .lines()
-        .find_map(|l| l.strip_prefix("model name").map(|rest| rest.trim_start_matches([' ', '\t', ':']).to_string()))
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|rest| rest.trim_start_matches([' ', '\t', ':']).to_string())
+        })
         .unwrap_or_else(|| "unknown CPU".into());
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let hypervisor = if cpuinfo.contains(" hypervisor") { ", virtualised" } else { "" };
+    let hypervisor = if cpuinfo.contains(" hypervisor") {
+        ", virtualised"
+    } else {
+        ""
+    };
     format!(
         "Machine: {model}, {cpus} logical CPUs{hypervisor}, Linux {}, {}",
         kernel.trim(),
@@ -299,10 +333,18 @@ fn main() -> ExitCode {
                 eprintln!("error: {message}");
             }
             eprintln!("{USAGE}");
-            return if message.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) };
+            return if message.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            };
         }
     };
-    let mut cfg = if options.smoke { Config::smoke() } else { Config::full(DEFAULT_TRIALS) };
+    let mut cfg = if options.smoke {
+        Config::smoke()
+    } else {
+        Config::full(DEFAULT_TRIALS)
+    };
     if let Some(trials) = options.trials {
         cfg.trials = trials;
         cfg.efficiency_trials = trials.min(cfg.efficiency_trials.max(1));
@@ -312,8 +354,15 @@ fn main() -> ExitCode {
         .iter()
         .filter(|e| options.allocators.is_empty() || options.allocators.iter().any(|n| n == e.name))
         .collect();
-    if let Some(unknown) = options.allocators.iter().find(|n| !all.iter().any(|e| e.name == n.as_str())) {
-        eprintln!("error: unknown allocator {unknown:?}; known: {}", all.iter().map(|e| e.name).collect::<Vec<_>>().join(", "));
+    if let Some(unknown) = options
+        .allocators
+        .iter()
+        .find(|n| !all.iter().any(|e| e.name == n.as_str()))
+    {
+        eprintln!(
+            "error: unknown allocator {unknown:?}; known: {}",
+            all.iter().map(|e| e.name).collect::<Vec<_>>().join(", ")
+        );
         return ExitCode::from(2);
     }
     let machine = machine_description();
@@ -326,9 +375,17 @@ fn main() -> ExitCode {
         cfg.arena_bytes >> 20,
         cfg.talc_method_arena_bytes >> 20,
         options.only.iter().collect::<String>(),
-        selected.iter().map(|e| e.name).collect::<Vec<_>>().join(", ")
+        selected
+            .iter()
+            .map(|e| e.name)
+            .collect::<Vec<_>>()
+            .join(", ")
     );
-    eprintln!("latency clock: {:.3} GHz, overhead {:.1} ns", clock.ghz(), clock.overhead_ns());
+    eprintln!(
+        "latency clock: {:.3} GHz, overhead {:.1} ns",
+        clock.ghz(),
+        clock.overhead_ns()
+    );
     let run_started = Instant::now();
     let mut results = Results::with_allocators(selected.iter().map(|e| e.name).collect());
     for &workload in &options.only {
@@ -340,10 +397,17 @@ fn main() -> ExitCode {
         notes: notes(&cfg, &clock, run_started.elapsed()),
     };
     if let Err(e) = write_outputs(&options.out_dir, &results, &info) {
-        eprintln!("error: writing results to {}: {e}", options.out_dir.display());
+        eprintln!(
+            "error: writing results to {}: {e}",
+            options.out_dir.display()
+        );
         return ExitCode::FAILURE;
     }
-    eprintln!("done in {:.1} s; results in {}", run_started.elapsed().as_secs_f64(), options.out_dir.display());
+    eprintln!(
+        "done in {:.1} s; results in {}",
+        run_started.elapsed().as_secs_f64(),
+        options.out_dir.display()
+    );
     ExitCode::SUCCESS
 }
 
@@ -391,10 +455,18 @@ fn notes(cfg: &Config, clock: &TickClock, elapsed: Duration) -> Vec<String> {
     ]
 }
 
-fn write_outputs(dir: &std::path::Path, results: &Results, info: &RunInfo) -> Result<(), Box<dyn std::error::Error>> {
+fn write_outputs(
+    dir: &std::path::Path,
+    results: &Results,
+    info: &RunInfo,
+) -> Result<(), Box<dyn std::error::Error>> {
     std::fs::create_dir_all(dir)?;
     std::fs::write(dir.join("results.md"), report::markdown(results, info))?;
     std::fs::write(dir.join("results.csv"), report::csv(results))?;
-    plot::write_svg(results, &format!("bsa-bench — {}", info.machine), &dir.join("results.svg"))?;
+    plot::write_svg(
+        results,
+        &format!("bsa-bench — {}", info.machine),
+        &dir.join("results.svg"),
+    )?;
     Ok(())
 }

@@ -76,14 +76,28 @@ fn color(index: usize) -> RGBColor {
 }
 
 /// Writes the chart to `path` (SVG).
-pub fn write_svg(results: &Results, title: &str, path: &Path) -> Result<(), Box<dyn std::error::Error>> {
-    let metrics: Vec<Metric> = PLOTTED.into_iter().filter(|m| results.metrics().contains(m)).collect();
+pub fn write_svg(
+    results: &Results,
+    title: &str,
+    path: &Path,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let metrics: Vec<Metric> = PLOTTED
+        .into_iter()
+        .filter(|m| results.metrics().contains(m))
+        .collect();
     let rows = (metrics.len() + 1).div_ceil(GRID_COLUMNS);
-    let size_px = (PANEL_WIDTH_PX * GRID_COLUMNS as u32, HEADER_HEIGHT_PX + PANEL_HEIGHT_PX * rows as u32);
+    let size_px = (
+        PANEL_WIDTH_PX * GRID_COLUMNS as u32,
+        HEADER_HEIGHT_PX + PANEL_HEIGHT_PX * rows as u32,
+    );
     let root = SVGBackend::new(path, size_px).into_drawing_area();
     root.fill(&WHITE)?;
     let (header, body) = root.split_vertically(HEADER_HEIGHT_PX);
-    header.draw(&Text::new(title.to_string(), (10, 10), ("sans-serif", 18).into_font()))?;
+    header.draw(&Text::new(
+        title.to_string(),
+        (10, 10),
+        ("sans-serif", 18).into_font(),
+    ))?;
     let panels = body.split_evenly((rows, GRID_COLUMNS));
     for (panel, metric) in panels.iter().zip(&metrics) {
         draw_panel(panel, results, *metric)?;
@@ -91,8 +105,15 @@ pub fn write_svg(results: &Results, title: &str, path: &Path) -> Result<(), Box<
     if let Some(legend) = panels.get(metrics.len()) {
         for (index, name) in results.allocators.iter().enumerate() {
             let y = 20 + 24 * index as i32;
-            legend.draw(&Rectangle::new([(20, y), (36, y + 16)], color(index).filled()))?;
-            legend.draw(&Text::new(name.to_string(), (44, y + 2), ("sans-serif", 16).into_font()))?;
+            legend.draw(&Rectangle::new(
+                [(20, y), (36, y + 16)],
+                color(index).filled(),
+            ))?;
+            legend.draw(&Text::new(
+                name.to_string(),
+                (44, y + 2),
+                ("sans-serif", 16).into_font(),
+            ))?;
         }
     }
     root.present()?;
@@ -120,8 +141,14 @@ where
     let log_scale = !metric.higher_is_better();
     let to_axis = |v: f64| if log_scale { v.max(1e-3).log10() } else { v };
     let (y_low, y_high) = if log_scale {
-        let min = bars.iter().map(|b| to_axis(b.1)).fold(f64::INFINITY, f64::min);
-        let max = bars.iter().map(|b| to_axis(b.1)).fold(f64::NEG_INFINITY, f64::max);
+        let min = bars
+            .iter()
+            .map(|b| to_axis(b.1))
+            .fold(f64::INFINITY, f64::min);
+        let max = bars
+            .iter()
+            .map(|b| to_axis(b.1))
+            .fold(f64::NEG_INFINITY, f64::max);
         (min.floor().min(0.0), max.ceil().max(min.floor() + 1.0))
     } else {
         (0.0, 105.0)
@@ -143,15 +170,33 @@ where
         .configure_mesh()
         .disable_x_mesh()
         .x_labels(0)
-        .y_labels(if log_scale { (y_high - y_low) as usize + 1 } else { 6 })
-        .y_label_formatter(&|y| if log_scale { format_value(10f64.powf(*y)) } else { format!("{y:.0}") })
+        .y_labels(if log_scale {
+            (y_high - y_low) as usize + 1
+        } else {
+            6
+        })
+        .y_label_formatter(&|y| {
+            if log_scale {
+                format_value(10f64.powf(*y))
+            } else {
+                format!("{y:.0}")
+            }
+        })
         .draw()?;
     chart.draw_series(bars.iter().map(|&(i, v)| {
-        Rectangle::new([(i as f64 + 0.1, y_low), (i as f64 + 0.9, to_axis(v))], color(i).filled())
+        Rectangle::new(
+            [(i as f64 + 0.1, y_low), (i as f64 + 0.9, to_axis(v))],
+            color(i).filled(),
+        )
     }))?;
-    let label_font = TextStyle::from(("sans-serif", 10).into_font()).pos(Pos::new(HPos::Center, VPos::Bottom));
+    let label_font =
+        TextStyle::from(("sans-serif", 10).into_font()).pos(Pos::new(HPos::Center, VPos::Bottom));
     chart.draw_series(bars.iter().map(|&(i, v)| {
-        Text::new(format_value(v), (i as f64 + 0.5, to_axis(v)), label_font.clone())
+        Text::new(
+            format_value(v),
+            (i as f64 + 0.5, to_axis(v)),
+            label_font.clone(),
+        )
     }))?;
     if let Some(goal) = metric.goal() {
         let y = to_axis(goal);

@@ -20,7 +20,10 @@ pub struct Results {
 impl Results {
     /// An empty store whose columns are `allocators`, in this order.
     pub fn with_allocators(allocators: Vec<&'static str>) -> Self {
-        Self { allocators, cells: BTreeMap::new() }
+        Self {
+            allocators,
+            cells: BTreeMap::new(),
+        }
     }
 
     /// Records one outcome and prints a progress line.
@@ -40,7 +43,11 @@ impl Results {
                 s.count,
             ),
             Outcome::Skipped(reason) => {
-                eprintln!("  [{:>13}] {:<13} skipped: {reason}", metric.key(), allocator)
+                eprintln!(
+                    "  [{:>13}] {:<13} skipped: {reason}",
+                    metric.key(),
+                    allocator
+                )
             }
         }
         self.cells.insert((metric, allocator), outcome);
@@ -48,15 +55,20 @@ impl Results {
 
     /// Median of one cell, if measured.
     pub fn median(&self, metric: Metric, allocator: &str) -> Option<f64> {
-        self.cells.iter().find_map(|((m, a), outcome)| match outcome {
-            Outcome::Measured(s) if *m == metric && *a == allocator => Some(s.median),
-            _ => None,
-        })
+        self.cells
+            .iter()
+            .find_map(|((m, a), outcome)| match outcome {
+                Outcome::Measured(s) if *m == metric && *a == allocator => Some(s.median),
+                _ => None,
+            })
     }
 
     /// Metrics that have at least one cell, in table order.
     pub fn metrics(&self) -> Vec<Metric> {
-        Metric::ALL.into_iter().filter(|m| self.cells.keys().any(|(cm, _)| cm == m)).collect()
+        Metric::ALL
+            .into_iter()
+            .filter(|m| self.cells.keys().any(|(cm, _)| cm == m))
+            .collect()
     }
 
     /// Best measured peer (neither this crate nor the seed) for `metric`.
@@ -65,13 +77,23 @@ impl Results {
             .iter()
             .filter(|a| **a != OURS && **a != SEED)
             .filter_map(|a| self.median(metric, a).map(|v| (*a, v)))
-            .reduce(|best, cand| if is_better(metric, cand.1, best.1) { cand } else { best })
+            .reduce(|best, cand| {
+                if is_better(metric, cand.1, best.1) {
+                    cand
+                } else {
+                    best
+                }
+            })
     }
 }
 
 /// Whether `a` beats `b` on `metric`.
 fn is_better(metric: Metric, a: f64, b: f64) -> bool {
-    if metric.higher_is_better() { a > b } else { a < b }
+    if metric.higher_is_better() {
+        a > b
+    } else {
+        a < b
+    }
 }
 
 /// Three significant digits, no exponent for the ranges that occur.
@@ -119,7 +141,13 @@ pub fn markdown(results: &Results, info: &RunInfo) -> String {
     let _ = writeln!(md, "---|");
     for metric in results.metrics() {
         let best = best_overall(results, metric);
-        let _ = write!(md, "| {}: {} | {} |", metric.key(), metric.title(), metric.unit());
+        let _ = write!(
+            md,
+            "| {}: {} | {} |",
+            metric.key(),
+            metric.title(),
+            metric.unit()
+        );
         for a in &results.allocators {
             let cell = match results.median(metric, a) {
                 Some(v) if Some(v) == best => format!("**{}**", format_value(v)),
@@ -129,11 +157,22 @@ pub fn markdown(results: &Results, info: &RunInfo) -> String {
             let _ = write!(md, " {cell} |");
         }
         let goal = metric.goal().map_or(String::new(), |g| {
-            format!("{} {}", if metric.higher_is_better() { "≥" } else { "≤" }, format_value(g))
+            format!(
+                "{} {}",
+                if metric.higher_is_better() {
+                    "≥"
+                } else {
+                    "≤"
+                },
+                format_value(g)
+            )
         });
         let _ = writeln!(md, " {goal} |");
     }
-    let _ = writeln!(md, "\nBold: best in the row. Empty: not applicable (see notes).\n");
+    let _ = writeln!(
+        md,
+        "\nBold: best in the row. Empty: not applicable (see notes).\n"
+    );
     let _ = writeln!(md, "## Ratios\n");
     let _ = writeln!(
         md,
@@ -146,11 +185,17 @@ pub fn markdown(results: &Results, info: &RunInfo) -> String {
         let _ = write!(md, " ours | ours / seed | ours / best peer | goal met |");
     }
     let _ = writeln!(md);
-    let _ = writeln!(md, "|---|---:|---|---:|{}", if has_ours { "---:|---:|---:|---|" } else { "" });
+    let _ = writeln!(
+        md,
+        "|---|---:|---|---:|{}",
+        if has_ours { "---:|---:|---:|---|" } else { "" }
+    );
     for metric in results.metrics() {
         let seed = results.median(metric, SEED);
         let best = results.best_peer(metric);
-        let best_cell = best.map_or("–".into(), |(name, v)| format!("{name} {}", format_value(v)));
+        let best_cell = best.map_or("–".into(), |(name, v)| {
+            format!("{name} {}", format_value(v))
+        });
         let _ = write!(
             md,
             "| {} | {} | {} | {} |",
@@ -163,7 +208,11 @@ pub fn markdown(results: &Results, info: &RunInfo) -> String {
             let ours = results.median(metric, OURS);
             let met = match (ours, metric.goal()) {
                 (Some(v), Some(g)) => {
-                    if is_better(metric, v, g) || v == g { "yes" } else { "no" }
+                    if is_better(metric, v, g) || v == g {
+                        "yes"
+                    } else {
+                        "no"
+                    }
                 }
                 _ => "",
             };
@@ -198,8 +247,14 @@ fn best_overall(results: &Results, metric: Metric) -> Option<f64> {
 pub fn print_ratios(results: &Results, metric: Metric) {
     let seed = results.median(metric, SEED);
     let best = results.best_peer(metric);
-    let best_text = best.map_or("–".to_string(), |(name, v)| format!("{name} {}", format_value(v)));
-    eprintln!("  => {} [{}], best peer {best_text}; value/seed, value/best peer:", metric.key(), metric.unit());
+    let best_text = best.map_or("–".to_string(), |(name, v)| {
+        format!("{name} {}", format_value(v))
+    });
+    eprintln!(
+        "  => {} [{}], best peer {best_text}; value/seed, value/best peer:",
+        metric.key(),
+        metric.unit()
+    );
     for a in &results.allocators {
         if let Some(v) = results.median(metric, a) {
             eprintln!(
@@ -218,10 +273,23 @@ pub fn csv(results: &Results) -> String {
     for ((metric, allocator), outcome) in &results.cells {
         match outcome {
             Outcome::Measured(s) => {
-                let _ = writeln!(out, "{},{},{allocator},{},{},{},", metric.key(), metric.unit(), s.median, s.min, s.max);
+                let _ = writeln!(
+                    out,
+                    "{},{},{allocator},{},{},{},",
+                    metric.key(),
+                    metric.unit(),
+                    s.median,
+                    s.min,
+                    s.max
+                );
             }
             Outcome::Skipped(reason) => {
-                let _ = writeln!(out, "{},{},{allocator},,,,{reason}", metric.key(), metric.unit());
+                let _ = writeln!(
+                    out,
+                    "{},{},{allocator},,,,{reason}",
+                    metric.key(),
+                    metric.unit()
+                );
             }
         }
     }

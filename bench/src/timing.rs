@@ -62,7 +62,10 @@ impl TickClock {
             })
             .collect();
         let overhead_ticks = percentile_u64(&mut empty, 50.0);
-        Self { ns_per_tick, overhead_ticks }
+        Self {
+            ns_per_tick,
+            overhead_ticks,
+        }
     }
 
     /// Nanoseconds for one measured interval, minus the timer overhead (never negative).
@@ -106,7 +109,16 @@ impl Summary {
         let mut sorted = values.to_vec();
         sorted.sort_by(f64::total_cmp);
         let n = sorted.len();
-        let median = if n % 2 == 1 { sorted[n / 2] } else { (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0 };
-        Self { median, min: sorted[0], max: sorted[n - 1], count: n }
+        let median = if n % 2 == 1 {
+            sorted[n / 2]
+        } else {
+            (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+        };
+        Self {
+            median,
+            min: sorted[0],
+            max: sorted[n - 1],
+            count: n,
+        }
     }
 }

@@ -64,7 +64,11 @@ impl<B: AxBackend> BenchAlloc for AxBench<B> {
         // The slab backend needs a multiple of 32 KiB; round down for all three alike.
         let usable_bytes = arena.len_bytes() / 0x8000 * 0x8000;
         backend.init(arena.start() as usize, usable_bytes);
-        Self { heap: Mutex::new(SendBackend(backend)), arena, _backend: PhantomData }
+        Self {
+            heap: Mutex::new(SendBackend(backend)),
+            arena,
+            _backend: PhantomData,
+        }
     }
 
     fn arena_bytes(&self) -> Option<usize> {
@@ -72,11 +76,18 @@ impl<B: AxBackend> BenchAlloc for AxBench<B> {
     }
 
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        self.heap.lock().0.alloc(layout).map_or(core::ptr::null_mut(), |p| p.as_ptr())
+        self.heap
+            .lock()
+            .0
+            .alloc(layout)
+            .map_or(core::ptr::null_mut(), |p| p.as_ptr())
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: caller contract: `ptr` is a live non-null block of this backend.
-        self.heap.lock().0.dealloc(unsafe { NonNull::new_unchecked(ptr) }, layout)
+        self.heap
+            .lock()
+            .0
+            .dealloc(unsafe { NonNull::new_unchecked(ptr) }, layout)
     }
 }

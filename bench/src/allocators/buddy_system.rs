@@ -25,7 +25,10 @@ impl BenchAlloc for BuddySystemBench {
         let mut heap = BuddyHeap::new();
         // SAFETY: the arena is used by this heap alone and outlives it (field order).
         unsafe { heap.init(arena.start() as usize, arena.len_bytes()) };
-        Self { heap: Mutex::new(heap), arena }
+        Self {
+            heap: Mutex::new(heap),
+            arena,
+        }
     }
 
     fn arena_bytes(&self) -> Option<usize> {
@@ -33,11 +36,18 @@ impl BenchAlloc for BuddySystemBench {
     }
 
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        self.heap.lock().alloc(layout).map_or(core::ptr::null_mut(), |p| p.as_ptr())
+        self.heap
+            .lock()
+            .alloc(layout)
+            .map_or(core::ptr::null_mut(), |p| p.as_ptr())
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: caller contract: `ptr` is a live block of this heap with this layout.
-        unsafe { self.heap.lock().dealloc(NonNull::new_unchecked(ptr), layout) }
+        unsafe {
+            self.heap
+                .lock()
+                .dealloc(NonNull::new_unchecked(ptr), layout)
+        }
     }
 }

@@ -22,7 +22,10 @@ impl BenchAlloc for LinkedListBench {
         let mut heap = Heap::empty();
         // SAFETY: the arena is used by this heap alone and outlives it (field order).
         unsafe { heap.init(arena.start(), arena.len_bytes()) };
-        Self { heap: Mutex::new(heap), arena }
+        Self {
+            heap: Mutex::new(heap),
+            arena,
+        }
     }
 
     fn arena_bytes(&self) -> Option<usize> {
@@ -30,11 +33,18 @@ impl BenchAlloc for LinkedListBench {
     }
 
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        self.heap.lock().allocate_first_fit(layout).map_or(core::ptr::null_mut(), |p| p.as_ptr())
+        self.heap
+            .lock()
+            .allocate_first_fit(layout)
+            .map_or(core::ptr::null_mut(), |p| p.as_ptr())
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: caller contract: `ptr` is a live block of this heap with this layout.
-        unsafe { self.heap.lock().deallocate(NonNull::new_unchecked(ptr), layout) }
+        unsafe {
+            self.heap
+                .lock()
+                .deallocate(NonNull::new_unchecked(ptr), layout)
+        }
     }
 }

@@ -33,7 +33,9 @@ impl BenchAlloc for OursBench {
     }
 
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        self.heap.alloc(layout).map_or(core::ptr::null_mut(), NonNull::as_ptr)
+        self.heap
+            .alloc(layout)
+            .map_or(core::ptr::null_mut(), NonNull::as_ptr)
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
@@ -52,6 +54,7 @@ impl BenchAlloc for OursBench {
 
     unsafe fn dealloc_pages(&self, addr: usize, count: usize) {
         // SAFETY: caller contract: `addr`/`count` is a live result of `alloc_pages`.
-        unsafe { self.heap.dealloc_pages(addr, count) }.expect("dealloc_pages rejected a live range");
+        unsafe { self.heap.dealloc_pages(addr, count) }
+            .expect("dealloc_pages rejected a live range");
     }
 }

@@ -33,7 +33,10 @@ impl BenchAlloc for RlsfBench {
         let block = NonNull::from(arena.as_mut_slice());
         // SAFETY: the arena is used by this heap alone and outlives it (field order).
         unsafe { heap.insert_free_block_ptr(block) }.expect("rlsf pool insert failed");
-        Self { heap: Mutex::new(SendHeap(heap)), arena }
+        Self {
+            heap: Mutex::new(SendHeap(heap)),
+            arena,
+        }
     }
 
     fn arena_bytes(&self) -> Option<usize> {
@@ -41,12 +44,21 @@ impl BenchAlloc for RlsfBench {
     }
 
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        self.heap.lock().0.allocate(layout).map_or(core::ptr::null_mut(), |p| p.as_ptr())
+        self.heap
+            .lock()
+            .0
+            .allocate(layout)
+            .map_or(core::ptr::null_mut(), |p| p.as_ptr())
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: caller contract: `ptr` is a live block of this heap with this alignment.
-        unsafe { self.heap.lock().0.deallocate(NonNull::new_unchecked(ptr), layout.align()) }
+        unsafe {
+            self.heap
+                .lock()
+                .0
+                .deallocate(NonNull::new_unchecked(ptr), layout.align())
+        }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
@@ -54,7 +66,12 @@ impl BenchAlloc for RlsfBench {
             return core::ptr::null_mut();
         };
         // SAFETY: caller contract: `ptr` is a live block of this heap.
-        unsafe { self.heap.lock().0.reallocate(NonNull::new_unchecked(ptr), new_layout) }
-            .map_or(core::ptr::null_mut(), |p| p.as_ptr())
+        unsafe {
+            self.heap
+                .lock()
+                .0
+                .reallocate(NonNull::new_unchecked(ptr), new_layout)
+        }
+        .map_or(core::ptr::null_mut(), |p| p.as_ptr())
     }
 }

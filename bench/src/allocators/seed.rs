@@ -38,7 +38,10 @@ impl ax_sync::interface::SpinOps for HostSpinOps {
         _subclass: u32,
         _caller: &'static Location<'static>,
     ) -> ContextState {
-        while locked.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
+        while locked
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
             core::hint::spin_loop();
         }
         ContextState::new(0, 0)
@@ -52,7 +55,9 @@ impl ax_sync::interface::SpinOps for HostSpinOps {
         _subclass: u32,
         _caller: &'static Location<'static>,
     ) -> AcquireResult {
-        let acquired = locked.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok();
+        let acquired = locked
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok();
         AcquireResult::new(acquired, ContextState::new(0, 0))
     }
 
@@ -107,7 +112,9 @@ impl SlabPoolTrait for HostSlabPool {
 fn host_slab_pool() -> &'static HostSlabPool {
     static POOL: OnceLock<HostSlabPool> = OnceLock::new();
     POOL.get_or_init(|| HostSlabPool {
-        slabs: (0..SEED_CPU_SLOTS).map(|cpu| PerCpuSlab::new(cpu as u16)).collect(),
+        slabs: (0..SEED_CPU_SLOTS)
+            .map(|cpu| PerCpuSlab::new(cpu as u16))
+            .collect(),
     })
 }
 
@@ -153,12 +160,17 @@ impl BenchAlloc for SeedBench {
     }
 
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        self.heap.alloc(layout).map_or(core::ptr::null_mut(), |p| p.as_ptr())
+        self.heap
+            .alloc(layout)
+            .map_or(core::ptr::null_mut(), |p| p.as_ptr())
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: caller contract: `ptr` is a live non-null block of this allocator.
-        unsafe { self.heap.dealloc(core::ptr::NonNull::new_unchecked(ptr), layout) }
+        unsafe {
+            self.heap
+                .dealloc(core::ptr::NonNull::new_unchecked(ptr), layout)
+        }
     }
 
     fn alloc_pages(&self, count: usize, align_bytes: usize) -> Option<usize> {

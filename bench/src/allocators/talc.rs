@@ -23,7 +23,10 @@ impl BenchAlloc for TalcBench {
         let region = arena.as_mut_slice();
         // SAFETY: the arena is used by this heap alone and outlives it (field order).
         unsafe { heap.claim(region.as_mut_ptr(), region.len()) }.expect("talc claim failed");
-        Self { heap: Mutex::new(heap), arena }
+        Self {
+            heap: Mutex::new(heap),
+            arena,
+        }
     }
 
     fn arena_bytes(&self) -> Option<usize> {

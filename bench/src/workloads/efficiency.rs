@@ -39,7 +39,11 @@ pub fn workload_f1<A: BenchAlloc>(cfg: &Config) -> Outcome {
                     next_id += 1;
                     // SAFETY: a fresh block of `size_bytes`.
                     unsafe { write_tag(ptr, size_bytes, tag) };
-                    live.push(Block { ptr, size_bytes, tag });
+                    live.push(Block {
+                        ptr,
+                        size_bytes,
+                        tag,
+                    });
                     live_bytes += size_bytes;
                 } else {
                     let block = live.swap_remove(rng.range(0, live.len()));
@@ -89,7 +93,11 @@ pub fn workload_f2<A: BenchAlloc>(cfg: &Config) -> Outcome {
                     next_id += 1;
                     // SAFETY: a fresh block of `size_bytes`.
                     unsafe { write_tag(ptr, size_bytes, tag) };
-                    live.push(Block { ptr, size_bytes, tag });
+                    live.push(Block {
+                        ptr,
+                        size_bytes,
+                        tag,
+                    });
                     live_bytes += size_bytes;
                 } else if action == 5 {
                     let block = live.swap_remove(rng.range(0, live.len()));
@@ -112,10 +120,19 @@ pub fn workload_f2<A: BenchAlloc>(cfg: &Config) -> Outcome {
                     expect_block(new_ptr, layout8(new_size_bytes), A::NAME);
                     // SAFETY: `new_ptr` is live with `new_size_bytes`; its head was copied.
                     unsafe {
-                        check_head(new_ptr, block.size_bytes.min(new_size_bytes), block.tag, A::NAME);
+                        check_head(
+                            new_ptr,
+                            block.size_bytes.min(new_size_bytes),
+                            block.tag,
+                            A::NAME,
+                        );
                         write_tag(new_ptr, new_size_bytes, block.tag);
                     }
-                    live[index] = Block { ptr: new_ptr, size_bytes: new_size_bytes, tag: block.tag };
+                    live[index] = Block {
+                        ptr: new_ptr,
+                        size_bytes: new_size_bytes,
+                        tag: block.tag,
+                    };
                     live_bytes = live_bytes - block.size_bytes + new_size_bytes;
                 }
             }
@@ -126,7 +143,6 @@ pub fn workload_f2<A: BenchAlloc>(cfg: &Config) -> Outcome {
         .collect();
     Outcome::Measured(Summary::of(&trials))
 }
-
 
 /// Block sizes tried, in this order, once no larger block fits (the slab classes of the seed
 /// and a page).
@@ -152,7 +168,11 @@ pub fn workload_h<A: BenchAlloc>(cfg: &Config) -> Outcome {
         let tag = tag_for(live.len() as u64);
         // SAFETY: a fresh block of `size_bytes`.
         unsafe { write_tag(ptr, size_bytes, tag) };
-        live.push(Block { ptr, size_bytes, tag });
+        live.push(Block {
+            ptr,
+            size_bytes,
+            tag,
+        });
         allocatable_bytes += size_bytes;
     };
     let mut upper_bytes = arena_bytes;

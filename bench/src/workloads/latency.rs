@@ -52,7 +52,15 @@ impl<A: BenchAlloc> SingleOps<A> {
 
 impl<A: BenchAlloc> LatencyRun for SingleOps<A> {
     fn round(&mut self, clock: &TickClock) -> [f64; 6] {
-        let Self { alloc, live, script, cursor, next_id, alloc_ticks, free_ticks } = self;
+        let Self {
+            alloc,
+            live,
+            script,
+            cursor,
+            next_id,
+            alloc_ticks,
+            free_ticks,
+        } = self;
         for sample in 0..alloc_ticks.len() {
             let (slot, size_bytes) = script[*cursor];
             *cursor = (*cursor + 1) % SCRIPT_LEN;
@@ -72,7 +80,11 @@ impl<A: BenchAlloc> LatencyRun for SingleOps<A> {
                 expect_block(ptr, layout, A::NAME);
                 let tag = tag_for(*next_id);
                 write_tag(ptr, layout.size(), tag);
-                *slot = Block { ptr, size_bytes: layout.size(), tag };
+                *slot = Block {
+                    ptr,
+                    size_bytes: layout.size(),
+                    tag,
+                };
             }
             *next_id += 1;
         }

@@ -251,7 +251,11 @@ pub(crate) struct Block {
 unsafe impl Send for Block {}
 
 impl Block {
-    pub(crate) const EMPTY: Block = Block { ptr: core::ptr::null_mut(), size_bytes: 0, tag: 0 };
+    pub(crate) const EMPTY: Block = Block {
+        ptr: core::ptr::null_mut(),
+        size_bytes: 0,
+        tag: 0,
+    };
 }
 
 /// Allocates and tags one block of `size_bytes` (8-aligned); panics on failure.
@@ -267,7 +271,11 @@ pub(crate) unsafe fn alloc_tagged<A: BenchAlloc>(alloc: &A, size_bytes: usize, i
     let tag = tag_for(id);
     // SAFETY: `ptr` is a fresh block of `size_bytes` bytes.
     unsafe { write_tag(ptr, size_bytes, tag) };
-    Block { ptr, size_bytes, tag }
+    Block {
+        ptr,
+        size_bytes,
+        tag,
+    }
 }
 
 /// Checks and frees a block from [`alloc_tagged`].
@@ -295,14 +303,23 @@ pub(crate) const SCRIPT_LEN: usize = 1 << 16;
 /// A precomputed random replacement script: which slot to replace and with what size.
 pub(crate) fn replacement_script(seed: u64, live_blocks: usize) -> Vec<(u32, u32)> {
     let mut rng = Rng::new(seed);
-    (0..SCRIPT_LEN).map(|_| (rng.range(0, live_blocks) as u32, small_size(&mut rng) as u32)).collect()
+    (0..SCRIPT_LEN)
+        .map(|_| {
+            (
+                rng.range(0, live_blocks) as u32,
+                small_size(&mut rng) as u32,
+            )
+        })
+        .collect()
 }
 
 /// Fills `live_blocks` slots with random small blocks.
 pub(crate) fn fill_live<A: BenchAlloc>(alloc: &A, seed: u64, live_blocks: usize) -> Vec<Block> {
     let mut rng = Rng::new(seed);
     // SAFETY: sizes are non-zero.
-    (0..live_blocks as u64).map(|id| unsafe { alloc_tagged(alloc, small_size(&mut rng), id) }).collect()
+    (0..live_blocks as u64)
+        .map(|id| unsafe { alloc_tagged(alloc, small_size(&mut rng), id) })
+        .collect()
 }
 
 /// Frees every block in `live` (checked).
@@ -312,4 +329,3 @@ pub(crate) fn free_all<A: BenchAlloc>(alloc: &A, live: &mut Vec<Block>) {
         unsafe { free_checked(alloc, block) };
     }
 }
-

@@ -40,7 +40,10 @@ struct SmallPairs<A> {
 
 impl<A: BenchAlloc> SmallPairs<A> {
     fn new(cfg: &Config) -> Self {
-        Self { alloc: A::create(cfg.arena_bytes), next_id: 0 }
+        Self {
+            alloc: A::create(cfg.arena_bytes),
+            next_id: 0,
+        }
     }
 }
 
@@ -79,13 +82,25 @@ impl<A: BenchAlloc> RandomReplacement<A> {
         let live = fill_live(&alloc, cfg.seed, cfg.live_blocks);
         let next_id = live.len() as u64;
         let script = replacement_script(cfg.seed ^ 0xB, cfg.live_blocks);
-        Self { alloc, live, script, cursor: 0, next_id }
+        Self {
+            alloc,
+            live,
+            script,
+            cursor: 0,
+            next_id,
+        }
     }
 }
 
 impl<A: BenchAlloc> TimedRun for RandomReplacement<A> {
     fn round(&mut self, ops: usize) -> (Duration, usize) {
-        let Self { alloc, live, script, cursor, next_id } = self;
+        let Self {
+            alloc,
+            live,
+            script,
+            cursor,
+            next_id,
+        } = self;
         let start = Instant::now();
         for _ in 0..ops {
             let (slot, size_bytes) = script[*cursor];
@@ -147,12 +162,20 @@ impl<A: BenchAlloc> TimedRun for ShuffledPages<A> {
         let page_layout = Layout::from_size_align(PAGE_BYTES, PAGE_BYTES).expect("valid layout");
         let live_pages = self.pages.len();
         let rounds = ops.div_ceil(live_pages);
-        let Self { alloc, pages, orders, round_index, next_id } = self;
+        let Self {
+            alloc,
+            pages,
+            orders,
+            round_index,
+            next_id,
+        } = self;
         let start = Instant::now();
         for _ in 0..rounds {
             for page in pages.iter_mut() {
                 let ptr = if A::HAS_PAGE_API {
-                    alloc.alloc_pages(1, PAGE_BYTES).map_or(core::ptr::null_mut(), |addr| addr as *mut u8)
+                    alloc
+                        .alloc_pages(1, PAGE_BYTES)
+                        .map_or(core::ptr::null_mut(), |addr| addr as *mut u8)
                 } else {
                     // SAFETY: non-zero size.
                     unsafe { alloc.alloc(page_layout) }
@@ -162,7 +185,11 @@ impl<A: BenchAlloc> TimedRun for ShuffledPages<A> {
                 *next_id += 1;
                 // SAFETY: a fresh 4 KiB block.
                 unsafe { write_tag(ptr, PAGE_BYTES, tag) };
-                *page = Block { ptr, size_bytes: PAGE_BYTES, tag };
+                *page = Block {
+                    ptr,
+                    size_bytes: PAGE_BYTES,
+                    tag,
+                };
             }
             for &index in &orders[*round_index % PAGE_FREE_ORDERS] {
                 let page = pages[index as usize];
@@ -222,7 +249,9 @@ impl<A: BenchAlloc> Handover<A> {
         let (empty_tx, empty_rx) = channel::<Vec<Block>>();
         let (done_tx, done_rx) = channel::<Duration>();
         for _ in 0..HANDOVER_QUEUE_DEPTH + 2 {
-            empty_tx.send(Vec::with_capacity(batch_objects)).expect("queue open");
+            empty_tx
+                .send(Vec::with_capacity(batch_objects))
+                .expect("queue open");
         }
         let producer_alloc = Arc::clone(&alloc);
         let producer = std::thread::spawn(move || {
@@ -234,13 +263,23 @@ impl<A: BenchAlloc> Handover<A> {
                 for batch_index in 0..batches {
                     let mut blocks = empty_rx.recv().expect("consumer alive");
                     for _ in 0..batch_objects {
-                        let size_bytes = if random_sizes { small_size(&mut rng) } else { 64 };
+                        let size_bytes = if random_sizes {
+                            small_size(&mut rng)
+                        } else {
+                            64
+                        };
                         // SAFETY: non-zero size; the block goes to the consumer, who frees it.
                         blocks.push(unsafe { alloc_tagged(alloc, size_bytes, next_id) });
                         next_id += 1;
                     }
                     let last_of_round = batch_index + 1 == batches;
-                    full_tx.send(Batch { blocks, round_start, last_of_round }).expect("consumer alive");
+                    full_tx
+                        .send(Batch {
+                            blocks,
+                            round_start,
+                            last_of_round,
+                        })
+                        .expect("consumer alive");
                 }
             }
         });
@@ -255,7 +294,9 @@ impl<A: BenchAlloc> Handover<A> {
                 // The producer may have stopped already; a closed return queue is fine.
                 let _ = empty_tx.send(batch.blocks);
                 if batch.last_of_round {
-                    done_tx.send(batch.round_start.elapsed()).expect("run alive");
+                    done_tx
+                        .send(batch.round_start.elapsed())
+                        .expect("run alive");
                 }
             }
         });
