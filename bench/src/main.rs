@@ -46,6 +46,8 @@ struct Options {
     /// Allocator names to run (all when empty).
     allocators: Vec<String>,
     out_dir: PathBuf,
+    /// Fixed work units per round (profiling), instead of time-based calibration.
+    fixed_ops: Option<usize>,
 }
 
 const USAGE: &str =
@@ -54,7 +56,9 @@ const USAGE: &str =
   --trials N     timed trials per workload, median reported (default 11)
   --only LIST    workloads to run, from a,b,c,d,e,f,g,h (default all)
   --allocators L allocators to run by name (default all; see the list printed at start)
-  --out DIR      results folder (default bench/results)";
+  --out DIR      results folder (default bench/results)
+  --fixed-ops N  N operation pairs per round instead of calibrating by time (profiling
+                 under valgrind --tool=callgrind; the timings are then meaningless)";
 
 /// Default trials of a full run.
 const DEFAULT_TRIALS: usize = 11;
@@ -66,6 +70,7 @@ fn parse_args() -> Result<Options, String> {
         only: "abcdefgh".chars().collect(),
         allocators: Vec::new(),
         out_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/results")),
+        fixed_ops: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -98,6 +103,12 @@ fn parse_args() -> Result<Options, String> {
                     .collect();
             }
             "--out" => options.out_dir = PathBuf::from(value("--out")?),
+            "--fixed-ops" => {
+                let n: usize = value("--fixed-ops")?
+                    .parse()
+                    .map_err(|e| format!("--fixed-ops: {e}"))?;
+                options.fixed_ops = Some(n.max(1));
+            }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -181,7 +192,7 @@ fn run_throughput(workload: char, selected: &[&Entry], cfg: &Config, results: &m
         .iter()
         .map(|entry| {
             let mut run = (entry.prepare_timed)(workload, cfg);
-            let ops = workloads::calibrate(&mut *run, cfg.trial_target);
+            let ops = workloads::calibrate(&mut *run, cfg.trial_target, cfg.fixed_ops);
             (run, ops)
         })
         .collect();
@@ -345,6 +356,7 @@ fn main() -> ExitCode {
     } else {
         Config::full(DEFAULT_TRIALS)
     };
+    cfg.fixed_ops = options.fixed_ops;
     if let Some(trials) = options.trials {
         cfg.trials = trials;
         cfg.efficiency_trials = trials.min(cfg.efficiency_trials.max(1));
@@ -366,7 +378,12 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let machine = machine_description();
-    let clock = TickClock::calibrate(Duration::from_millis(if options.smoke { 10 } else { 100 }));
+    let calibration_ms = match (options.smoke, options.fixed_ops) {
+        (_, Some(_)) => 1,
+        (true, None) => 10,
+        (false, None) => 100,
+    };
+    let clock = TickClock::calibrate(Duration::from_millis(calibration_ms));
     eprintln!("{machine}");
     eprintln!(
         "{} run: {} trials, arena {} MiB (f2: {} MiB), workloads {}, allocators {}",

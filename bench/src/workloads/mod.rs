@@ -164,6 +164,9 @@ pub struct Config {
     pub latency_samples: usize,
     /// Base seed of every random sequence.
     pub seed: u64,
+    /// Work units per round instead of calibrating to `trial_target` (for profiling under
+    /// callgrind, where time-based calibration makes no sense).
+    pub fixed_ops: Option<usize>,
 }
 
 impl Config {
@@ -180,6 +183,7 @@ impl Config {
             batch_objects: 2048,
             latency_samples: 200_000,
             seed: 0xB5A_2026,
+            fixed_ops: None,
         }
     }
 
@@ -196,6 +200,7 @@ impl Config {
             batch_objects: 256,
             latency_samples: 2000,
             seed: 0xB5A_2026,
+            fixed_ops: None,
         }
     }
 }
@@ -214,8 +219,13 @@ pub trait TimedRun {
 }
 
 /// Warms `run` up, doubling the work until a round takes at least half of `target`, and
-/// returns the work units per round that make a round take about `target`.
-pub fn calibrate(run: &mut dyn TimedRun, target: Duration) -> usize {
+/// returns the work units per round that make a round take about `target` (or warms up with
+/// `fixed_ops` and returns it).
+pub fn calibrate(run: &mut dyn TimedRun, target: Duration, fixed_ops: Option<usize>) -> usize {
+    if let Some(ops) = fixed_ops {
+        run.round(ops); // Warm-up only.
+        return ops;
+    }
     let mut ops = CALIBRATION_START_OPS;
     loop {
         let (elapsed, done) = run.round(ops);
