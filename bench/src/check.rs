@@ -81,3 +81,40 @@ pub unsafe fn check_head(ptr: *const u8, size_bytes: usize, tag: u64, allocator:
     // SAFETY: `min(size_bytes, 8) <= size_bytes` (caller contract).
     unsafe { check_tag(ptr, size_bytes.min(8), tag, allocator) }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_round_trip_for_every_small_size() {
+        let mut buffer = [0u8; 64];
+        for size_bytes in 1..=64 {
+            let tag = tag_for(size_bytes as u64);
+            // SAFETY: `size_bytes <= buffer.len()`.
+            unsafe {
+                write_tag(buffer.as_mut_ptr(), size_bytes, tag);
+                check_tag(buffer.as_ptr(), size_bytes, tag, "test");
+                check_head(buffer.as_ptr(), size_bytes, tag, "test");
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "corrupted")]
+    fn a_changed_tail_is_caught() {
+        let mut buffer = [0u8; 64];
+        let tag = tag_for(7);
+        // SAFETY: 64 bytes are in bounds.
+        unsafe { write_tag(buffer.as_mut_ptr(), 64, tag) };
+        buffer[63] ^= 1;
+        // SAFETY: 64 bytes are in bounds.
+        unsafe { check_tag(buffer.as_ptr(), 64, tag, "test") };
+    }
+
+    #[test]
+    fn tags_differ_and_are_never_zero() {
+        assert_ne!(tag_for(0), tag_for(1));
+        assert!((0..1000).all(|id| tag_for(id) != 0));
+    }
+}

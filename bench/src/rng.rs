@@ -64,3 +64,36 @@ impl Rng {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_seed_same_sequence() {
+        let (mut a, mut b) = (Rng::new(42), Rng::new(42));
+        assert!((0..100).all(|_| a.next_u64() == b.next_u64()));
+    }
+
+    #[test]
+    fn ranges_stay_in_bounds_and_cover_them() {
+        let mut rng = Rng::new(1);
+        let mut seen = [false; 8];
+        for _ in 0..10_000 {
+            let v = rng.range_inclusive(8, 15);
+            assert!((8..=15).contains(&v));
+            seen[v - 8] = true;
+        }
+        assert!(seen.iter().all(|s| *s));
+    }
+
+    #[test]
+    fn shuffle_is_a_permutation() {
+        let mut items: Vec<u32> = (0..100).collect();
+        Rng::new(3).shuffle(&mut items);
+        let mut sorted = items.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..100).collect::<Vec<_>>());
+        assert_ne!(items, sorted);
+    }
+}

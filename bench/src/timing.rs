@@ -88,7 +88,9 @@ impl TickClock {
 pub fn percentile_u64(values: &mut [u64], pct: f64) -> u64 {
     assert!(!values.is_empty(), "percentile of no samples");
     values.sort_unstable();
-    let rank = ((pct / 100.0) * values.len() as f64).ceil() as usize;
+    // The epsilon keeps float error (99.9 / 100 * 1000 = 999.0000000000001) from moving the
+    // rank up by one.
+    let rank = ((pct / 100.0) * values.len() as f64 - 1e-9).ceil() as usize;
     values[rank.clamp(1, values.len()) - 1]
 }
 
@@ -120,5 +122,29 @@ impl Summary {
             max: sorted[n - 1],
             count: n,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_takes_the_median() {
+        let odd = Summary::of(&[3.0, 1.0, 2.0]);
+        assert_eq!(
+            (odd.median, odd.min, odd.max, odd.count),
+            (2.0, 1.0, 3.0, 3)
+        );
+        assert_eq!(Summary::of(&[4.0, 1.0, 2.0, 3.0]).median, 2.5);
+    }
+
+    #[test]
+    fn percentiles_use_nearest_rank() {
+        let mut values: Vec<u64> = (1..=1000).rev().collect();
+        assert_eq!(percentile_u64(&mut values, 50.0), 500);
+        assert_eq!(percentile_u64(&mut values, 99.0), 990);
+        assert_eq!(percentile_u64(&mut values, 99.9), 999);
+        assert_eq!(percentile_u64(&mut values, 100.0), 1000);
     }
 }
