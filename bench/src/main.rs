@@ -179,6 +179,15 @@ fn rotated(count: usize, trial: usize) -> impl Iterator<Item = usize> {
     (0..count).map(move |k| (k + trial) % count)
 }
 
+/// The CPU-time metric of a multi-threaded throughput workload.
+fn cpu_metric(workload: char) -> Option<Metric> {
+    match workload {
+        'd' => Some(Metric::DCpu),
+        'e' => Some(Metric::ECpu),
+        _ => None,
+    }
+}
+
 /// Throughput workload `workload` for every selected allocator: prepare and calibrate each,
 /// then interleave the trials across allocators.
 fn run_throughput(workload: char, selected: &[&Entry], cfg: &Config, results: &mut Results) {
@@ -196,19 +205,33 @@ fn run_throughput(workload: char, selected: &[&Entry], cfg: &Config, results: &m
             (run, ops)
         })
         .collect();
-    let mut per_trial = vec![Vec::with_capacity(cfg.trials); runs.len()];
+    let mut wall_ns = vec![Vec::with_capacity(cfg.trials); runs.len()];
+    let mut cpu_ns = vec![Vec::with_capacity(cfg.trials); runs.len()];
     eprint!("    trials:");
     for trial in 0..cfg.trials {
         for index in rotated(runs.len(), trial) {
             let (run, ops) = &mut runs[index];
-            per_trial[index].push(workloads::ns_per_unit(run.round(*ops)));
+            let (wall, done) = run.round(*ops);
+            wall_ns[index].push(workloads::ns_per_unit((wall, done)));
+            if let Some(cpu) = run.last_round_cpu_time() {
+                cpu_ns[index].push(workloads::ns_per_unit((cpu, done)));
+            }
         }
         eprint!(" {}", trial + 1);
     }
     eprintln!();
     drop(runs); // Tear down (frees live blocks, joins threads) before the next workload.
-    for (entry, values) in selected.iter().zip(per_trial) {
-        results.record(metric, entry.name, Outcome::Measured(Summary::of(&values)));
+    for (entry, values) in selected.iter().zip(&wall_ns) {
+        results.record(metric, entry.name, Outcome::Measured(Summary::of(values)));
+    }
+    if let Some(cpu_metric) = cpu_metric(workload) {
+        for (entry, values) in selected.iter().zip(&cpu_ns) {
+            results.record(
+                cpu_metric,
+                entry.name,
+                Outcome::Measured(Summary::of(values)),
+            );
+        }
     }
 }
 
@@ -290,7 +313,10 @@ fn run_workload(
     let metrics: Vec<Metric> = match workload {
         'a'..='e' => {
             run_throughput(workload, selected, cfg, results);
-            vec![throughput_metric(workload)]
+            [Some(throughput_metric(workload)), cpu_metric(workload)]
+                .into_iter()
+                .flatten()
+                .collect()
         }
         'f' => {
             run_space(Metric::F1, selected, cfg, results);
@@ -449,7 +475,10 @@ fn notes(cfg: &Config, clock: &TickClock, elapsed: Duration) -> Vec<String> {
         format!(
             "b/g: {} live blocks; c: {} pages live per round (page API for seed/ours, \
              Layout(4096, 4096) for the others); d/e: batches of {} objects, producer and consumer \
-             threads, queue depth 4.",
+             threads, queue depth 4, producer pinned to CPU 0 and consumer to \
+             CPU 1 so every remote free crosses cores; `d`/`e` are wall-clock, `d cpu`/`e cpu` the \
+             CPU time of both threads (CLOCK_THREAD_CPUTIME_ID) per pair, which other load on the \
+             machine disturbs less.",
             cfg.live_blocks, cfg.live_pages, cfg.batch_objects
         ),
         "Single-threaded peers (talc, rlsf, buddy_system, linked_list, ax-*) sit behind spin::Mutex; \

@@ -14,12 +14,14 @@ use crate::{
 };
 
 /// Metrics that get a panel (the g rows are summarised by their p50 and p99.9).
-const PLOTTED: [Metric; 11] = [
+const PLOTTED: [Metric; 13] = [
     Metric::A,
     Metric::B,
     Metric::C,
     Metric::D,
+    Metric::DCpu,
     Metric::E,
+    Metric::ECpu,
     Metric::F1,
     Metric::F2,
     Metric::GAllocP50,
@@ -43,7 +45,9 @@ fn short_title(metric: Metric) -> &'static str {
         Metric::B => "random 8..2048 B, live set",
         Metric::C => "4 KiB pages, shuffled free",
         Metric::D => "64 B, every free remote",
+        Metric::DCpu => "d: CPU time of both threads",
         Metric::E => "8..2048 B, every free remote",
+        Metric::ECpu => "e: CPU time of both threads",
         Metric::F1 => "efficiency, uniform 8..2048 B",
         Metric::F2 => "efficiency, talc's method",
         Metric::GAllocP50 => "one alloc, p50",

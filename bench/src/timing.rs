@@ -27,6 +27,32 @@ pub fn now_ticks() -> u64 {
     }
 }
 
+/// CPU time consumed so far by the calling thread (`CLOCK_THREAD_CPUTIME_ID`).
+pub fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out-pointer; this clock exists on every Linux.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// Pins the calling thread to CPU `cpu` (modulo the CPUs available); returns whether the
+/// kernel accepted it. Used so the two threads of d/e really run on two cores and every
+/// remote free moves cache lines between them.
+pub fn pin_current_thread(cpu: usize) -> bool {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // SAFETY: `set` is a plain bit set owned by this frame; `sched_setaffinity(0, ..)` only
+    // changes the calling thread's affinity.
+    unsafe {
+        let mut set: libc::cpu_set_t = core::mem::zeroed();
+        libc::CPU_SET(cpu % cpus, &mut set);
+        libc::sched_setaffinity(0, core::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+    }
+}
+
 /// Name of the latency clock, for the report.
 pub const TICK_SOURCE: &str = if cfg!(target_arch = "x86_64") {
     "lfence+rdtsc around each single operation, timer overhead subtracted, TSC calibrated against Instant"

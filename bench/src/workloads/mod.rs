@@ -32,7 +32,9 @@ pub enum Metric {
     B,
     C,
     D,
+    DCpu,
     E,
+    ECpu,
     F1,
     F2,
     GAllocP50,
@@ -46,12 +48,14 @@ pub enum Metric {
 
 impl Metric {
     /// All metrics in table order.
-    pub const ALL: [Metric; 14] = [
+    pub const ALL: [Metric; 16] = [
         Metric::A,
         Metric::B,
         Metric::C,
         Metric::D,
+        Metric::DCpu,
         Metric::E,
+        Metric::ECpu,
         Metric::F1,
         Metric::F2,
         Metric::GAllocP50,
@@ -70,7 +74,9 @@ impl Metric {
             Metric::B => "b",
             Metric::C => "c",
             Metric::D => "d",
+            Metric::DCpu => "d cpu",
             Metric::E => "e",
+            Metric::ECpu => "e cpu",
             Metric::F1 => "f1",
             Metric::F2 => "f2",
             Metric::GAllocP50 => "g alloc p50",
@@ -89,8 +95,10 @@ impl Metric {
             Metric::A => "64 B alloc then free, one thread",
             Metric::B => "random 8..2048 B, live set, random replacement",
             Metric::C => "4 KiB (4 KiB-aligned) pages live, shuffled free",
-            Metric::D => "2 threads, 64 B batches handed over, every free remote",
-            Metric::E => "as d with random 8..2048 B",
+            Metric::D => "2 threads, 64 B batches handed over, every free remote (wall clock)",
+            Metric::DCpu => "as d, CPU time of producer + consumer per pair",
+            Metric::E => "as d with random 8..2048 B (wall clock)",
+            Metric::ECpu => "as e, CPU time of producer + consumer per pair",
             Metric::F1 => "heap efficiency: uniform 8..2048 B, 5/6 alloc 1/6 free until OOM",
             Metric::F2 => "heap efficiency, talc's method (50% alloc/10% free/40% realloc)",
             Metric::GAllocP50 => "latency of one alloc (b pattern), p50",
@@ -106,7 +114,13 @@ impl Metric {
     /// Unit of the value.
     pub fn unit(self) -> &'static str {
         match self {
-            Metric::A | Metric::B | Metric::C | Metric::D | Metric::E => "ns/pair",
+            Metric::A
+            | Metric::B
+            | Metric::C
+            | Metric::D
+            | Metric::DCpu
+            | Metric::E
+            | Metric::ECpu => "ns/pair",
             Metric::F1 | Metric::F2 => "% of arena",
             Metric::H => "B/page",
             _ => "ns",
@@ -216,6 +230,11 @@ pub trait TimedRun {
     /// Runs one round of at least `ops` work units (operation pairs); returns the time of its
     /// timed part and the units it actually did.
     fn round(&mut self, ops: usize) -> (Duration, usize);
+
+    /// CPU time all threads of the last round spent (multi-threaded runs only).
+    fn last_round_cpu_time(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// Warms `run` up, doubling the work until a round takes at least half of `target`, and
@@ -227,12 +246,17 @@ pub fn calibrate(run: &mut dyn TimedRun, target: Duration, fixed_ops: Option<usi
         return ops;
     }
     let mut ops = CALIBRATION_START_OPS;
+    let estimate = |(elapsed, done): (Duration, usize)| {
+        let per_op_secs = elapsed.as_secs_f64() / done.max(1) as f64;
+        let wanted = (target.as_secs_f64() / per_op_secs.max(1e-12)) as usize;
+        wanted.clamp(CALIBRATION_START_OPS, MAX_OPS_PER_TRIAL)
+    };
     loop {
         let (elapsed, done) = run.round(ops);
         if elapsed >= target / 2 || ops >= MAX_OPS_PER_TRIAL {
-            let per_op_secs = elapsed.as_secs_f64() / done.max(1) as f64;
-            let wanted = (target.as_secs_f64() / per_op_secs.max(1e-12)) as usize;
-            return wanted.clamp(CALIBRATION_START_OPS, MAX_OPS_PER_TRIAL);
+            // The first rounds of a fresh allocator are slow (empty caches, new slabs):
+            // estimate once more from a full-size round.
+            return estimate(run.round(estimate((elapsed, done))));
         }
         ops *= 2;
     }

@@ -18,6 +18,7 @@ use crate::{
     allocators::{BenchAlloc, PAGE_BYTES},
     check::{check_tag, expect_block, tag_for, write_tag},
     rng::Rng,
+    timing::{pin_current_thread, thread_cpu_time},
 };
 
 /// Prepares throughput workload `workload` (one of `a`..=`e`) for allocator `A`.
@@ -214,8 +215,9 @@ struct Batch {
     blocks: Vec<Block>,
     /// When the producer started the round this batch belongs to.
     round_start: Instant,
-    /// Whether this is the round's last batch (the consumer then reports the round time).
-    last_of_round: bool,
+    /// On the round's last batch: the producer's CPU time for the round (the consumer then
+    /// reports the round's wall-clock and total CPU time).
+    producer_cpu_time: Option<Duration>,
 }
 
 /// Batches that may be in flight between producer and consumer. Small on purpose: a deep
@@ -223,16 +225,24 @@ struct Batch {
 /// roughly doubles at depth 64 as its full-slab walks grow).
 const HANDOVER_QUEUE_DEPTH: usize = 4;
 
+/// CPUs the d/e threads are pinned to (distinct, so every remote free crosses cores).
+const PRODUCER_CPU: usize = 0;
+const CONSUMER_CPU: usize = 1;
+
 /// d/e: a producer thread allocates batches of `batch_objects` blocks and hands each batch to
 /// a consumer thread, which checks and frees every block (so every free is remote). The two
 /// threads run concurrently (pipelined through a queue of [`HANDOVER_QUEUE_DEPTH`] batches);
-/// a round's time runs from the producer's first allocation to the consumer's last free.
+/// a round's wall-clock time runs from the producer's first allocation to the consumer's last
+/// free, and its CPU time is the sum of both threads' CPU time (`CLOCK_THREAD_CPUTIME_ID`)
+/// for the round: pipelining hides up to half of the work from the wall clock, not from the
+/// CPU time.
 /// The threads live as long as the run, so each keeps its CPU slot across rounds.
 struct Handover<A: BenchAlloc> {
     /// Work orders for the producer: batches in the next round. Dropping it stops both threads.
     round_tx: Option<SyncSender<usize>>,
-    /// Round times reported by the consumer.
-    done_rx: Receiver<Duration>,
+    /// Round wall-clock times and CPU times (both threads) reported by the consumer.
+    done_rx: Receiver<(Duration, Duration)>,
+    last_cpu_time: Option<Duration>,
     batch_objects: usize,
     threads: Vec<JoinHandle<()>>,
     /// Keeps the allocator alive until the threads have been joined.
@@ -247,7 +257,7 @@ impl<A: BenchAlloc> Handover<A> {
         let (round_tx, round_rx) = sync_channel::<usize>(0);
         let (full_tx, full_rx) = sync_channel::<Batch>(HANDOVER_QUEUE_DEPTH);
         let (empty_tx, empty_rx) = channel::<Vec<Block>>();
-        let (done_tx, done_rx) = channel::<Duration>();
+        let (done_tx, done_rx) = channel::<(Duration, Duration)>();
         for _ in 0..HANDOVER_QUEUE_DEPTH + 2 {
             empty_tx
                 .send(Vec::with_capacity(batch_objects))
@@ -255,11 +265,13 @@ impl<A: BenchAlloc> Handover<A> {
         }
         let producer_alloc = Arc::clone(&alloc);
         let producer = std::thread::spawn(move || {
+            pin_current_thread(PRODUCER_CPU);
             let alloc = &*producer_alloc;
             let mut rng = Rng::new(seed);
             let mut next_id = 0u64;
             while let Ok(batches) = round_rx.recv() {
                 let round_start = Instant::now();
+                let cpu_start = thread_cpu_time();
                 for batch_index in 0..batches {
                     let mut blocks = empty_rx.recv().expect("consumer alive");
                     for _ in 0..batch_objects {
@@ -272,12 +284,13 @@ impl<A: BenchAlloc> Handover<A> {
                         blocks.push(unsafe { alloc_tagged(alloc, size_bytes, next_id) });
                         next_id += 1;
                     }
-                    let last_of_round = batch_index + 1 == batches;
+                    let producer_cpu_time =
+                        (batch_index + 1 == batches).then(|| thread_cpu_time() - cpu_start);
                     full_tx
                         .send(Batch {
                             blocks,
                             round_start,
-                            last_of_round,
+                            producer_cpu_time,
                         })
                         .expect("consumer alive");
                 }
@@ -285,24 +298,30 @@ impl<A: BenchAlloc> Handover<A> {
         });
         let consumer_alloc = Arc::clone(&alloc);
         let consumer = std::thread::spawn(move || {
+            pin_current_thread(CONSUMER_CPU);
             let alloc = &*consumer_alloc;
+            // CPU time when the consumer started on the current round's first batch.
+            let mut round_cpu_start: Option<Duration> = None;
             while let Ok(mut batch) = full_rx.recv() {
+                let cpu_start = *round_cpu_start.get_or_insert_with(thread_cpu_time);
                 for block in batch.blocks.drain(..) {
                     // SAFETY: the producer handed this live block over; it is freed once, here.
                     unsafe { free_checked(alloc, block) };
                 }
                 // The producer may have stopped already; a closed return queue is fine.
                 let _ = empty_tx.send(batch.blocks);
-                if batch.last_of_round {
-                    done_tx
-                        .send(batch.round_start.elapsed())
-                        .expect("run alive");
+                if let Some(producer_cpu_time) = batch.producer_cpu_time {
+                    let wall = batch.round_start.elapsed();
+                    let cpu = producer_cpu_time + (thread_cpu_time() - cpu_start);
+                    round_cpu_start = None;
+                    done_tx.send((wall, cpu)).expect("run alive");
                 }
             }
         });
         Self {
             round_tx: Some(round_tx),
             done_rx,
+            last_cpu_time: None,
             batch_objects,
             threads: vec![producer, consumer],
             _alloc: alloc,
@@ -315,8 +334,13 @@ impl<A: BenchAlloc> TimedRun for Handover<A> {
         let batches = ops.div_ceil(self.batch_objects).max(2);
         let round_tx = self.round_tx.as_ref().expect("threads running");
         round_tx.send(batches).expect("producer alive");
-        let elapsed = self.done_rx.recv().expect("consumer alive");
-        (elapsed, batches * self.batch_objects)
+        let (wall, cpu) = self.done_rx.recv().expect("consumer alive");
+        self.last_cpu_time = Some(cpu);
+        (wall, batches * self.batch_objects)
+    }
+
+    fn last_round_cpu_time(&self) -> Option<Duration> {
+        self.last_cpu_time
     }
 }
 
