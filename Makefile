@@ -22,11 +22,11 @@ ALLOC ?= buddy-slab
 
 CROSS_TARGETS := riscv64gc-unknown-none-elf aarch64-unknown-none-softfloat x86_64-unknown-none
 
-.PHONY: test host-test setup-host fmt-check clippy unit cross
+.PHONY: test host-test setup-host fmt-check clippy unit config-test cross
 
-test: host-test cross kernel-test
+test: host-test cross kernel-test kernel-config-test
 
-host-test: setup-host fmt-check clippy unit
+host-test: setup-host fmt-check clippy unit config-test
 
 setup-host:
 	@scripts/setup-host.sh
@@ -42,6 +42,12 @@ clippy:
 unit:
 	cargo test --workspace
 	cargo test --release --test model --test stress
+
+# The knobs file reaches the build: the same test built against a second
+# configuration must see its values (own target dir: no rebuild ping-pong).
+config-test:
+	BUDDY_SLAB_CONFIG=$(CURDIR)/configs/seed-classes.toml BSA_EXPECT_CLASSES=9 \
+		CARGO_TARGET_DIR=target/config-test cargo test --test config
 
 cross:
 	@for t in $(CROSS_TARGETS); do \

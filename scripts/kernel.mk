@@ -15,6 +15,9 @@
 #                 x86_64 with SMP=4, for every backend in KERNEL_TEST_ALLOCS
 #                 (tlsf and buddy-slab); LOG=debug so the expect files can
 #                 check axalloc's init line. Fails on the first failure.
+#   kernel-config-test  build riscv64 with configs/seed-classes.toml as the
+#                 allocator's knobs file and check that the kernel reports
+#                 its 9 size classes (a TOML change changes the kernel)
 #   kernel-setup  install the pinned nightly, axconfig-gen and a
 #                 project-local QEMU (tools/); the other targets do it too.
 #
@@ -32,7 +35,7 @@ ALLOC ?= buddy-slab
 KERNEL_TEST_ARCHS ?= riscv64 aarch64 x86_64
 KERNEL_TEST_ALLOCS ?= tlsf buddy-slab
 
-.PHONY: kernel-setup kernel-run run kernel-test
+.PHONY: kernel-setup kernel-run run kernel-test kernel-config-test
 
 kernel-setup:
 	@scripts/setup-toolchain.sh >/dev/null
@@ -50,3 +53,8 @@ kernel-test:
 		done; \
 	done
 	@echo "kernel-test: all passed ($(KERNEL_TEST_ARCHS) x $(KERNEL_TEST_ALLOCS), SMP=4)"
+
+kernel-config-test:
+	BUDDY_SLAB_CONFIG=$(CURDIR)/configs/seed-classes.toml \
+		EXPECT=$(CURDIR)/tests/kernel/expect/buddy-slab-seed-classes.out \
+		MEM=$(MEM) scripts/kernel-test.sh riscv64 buddy-slab 4 info

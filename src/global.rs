@@ -90,6 +90,9 @@ pub struct GlobalAllocator<const PAGE_SIZE: usize, P: Platform = DefaultPlatform
     slots: AtomicPtr<CpuSlot<PAGE_SIZE>>,
     nr_slots: AtomicUsize,
     invalid_frees: AtomicUsize,
+    /// Bumped when an allocation runs out of memory: every CPU drains its
+    /// caches on its next slow path once it sees a new value.
+    reclaim_epoch: AtomicUsize,
     _platform: PhantomData<fn() -> P>,
 }
 
@@ -153,6 +156,7 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
             slots: AtomicPtr::new(ptr::null_mut()),
             nr_slots: AtomicUsize::new(0),
             invalid_frees: AtomicUsize::new(0),
+            reclaim_epoch: AtomicUsize::new(0),
             _platform: PhantomData,
         }
     }
@@ -161,7 +165,7 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
     ///
     /// # Errors
     /// As [`Self::add_region`]; `InvalidParam` if already initialised;
-    /// `NoMemory` if the region cannot hold the per-CPU slots.
+    /// `InvalidParam` if the region cannot hold the per-CPU slots.
     ///
     /// # Safety
     /// As [`Self::add_region`]; additionally `self` is not moved while
@@ -171,24 +175,31 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         if !self.slots.load(Ordering::Acquire).is_null() {
             return Err(AllocError::InvalidParam);
         }
-        // SAFETY: forwarded caller contract.
-        unsafe { self.add_region(region)? };
+        // The CPU slots take the start of the first region, beside the page
+        // metadata, so they never split a large buddy block.
         let nr_slots = P::max_cpus() + 1;
         let bytes = nr_slots * core::mem::size_of::<CpuSlot<PAGE_SIZE>>();
-        let addr = self
-            .buddy
-            .with(|b| b.alloc_pages(bytes.div_ceil(PAGE_SIZE), 0))?;
-        let slots = addr as *mut CpuSlot<PAGE_SIZE>;
+        let start = region.as_mut_ptr() as usize;
+        let offset = start.next_multiple_of(core::mem::align_of::<CpuSlot<PAGE_SIZE>>()) - start;
+        if offset + bytes >= region.len() {
+            return Err(AllocError::InvalidParam);
+        }
+        let (slot_area, rest) = region.split_at_mut(offset + bytes);
+        // SAFETY: forwarded caller contract for the rest of the region.
+        unsafe { self.add_region(rest)? };
+        // SAFETY: offset < slot_area.len(); the result is aligned for a slot.
+        let slots = unsafe { slot_area.as_mut_ptr().add(offset) }.cast::<CpuSlot<PAGE_SIZE>>();
         for i in 0..nr_slots {
-            // SAFETY: the run has room for nr_slots slots, is page aligned
-            // (≥ the slot's 64-byte alignment) and is ours.
+            // SAFETY: the area has room for nr_slots aligned slots and the
+            // caller gave it to us.
             unsafe { slots.add(i).write(CpuSlot::new(i)) };
         }
         self.nr_slots.store(nr_slots, Ordering::Relaxed);
         self.slots.store(slots, Ordering::Release);
         log::info!(
-            "buddy-slab: {} CPU slots, {} managed bytes",
+            "buddy-slab: {} CPU slots, {} size classes, {} managed bytes",
             nr_slots,
+            SlabAllocator::<PAGE_SIZE>::default_table().len(),
             self.managed_bytes()
         );
         Ok(())
@@ -307,6 +318,7 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         class: SizeClass,
         pages: usize,
     ) -> AllocResult<NonNull<u8>> {
+        self.honour_reclaim(slot, local);
         if !slot.pending.is_empty() {
             self.absorb(slot, local);
             if let SlabAllocResult::Allocated(p) = local.slab.alloc_class(class) {
@@ -317,11 +329,10 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         let base = match self.buddy.with(|b| b.alloc_slab(order)) {
             Ok(base) => base,
             Err(_) => {
-                self.drain_local(slot, local);
+                self.reclaim(slot, id, local);
                 self.buddy.with(|b| b.alloc_slab(order))?
             }
         };
-        let _ = id;
         // SAFETY: the buddy just gave us this naturally aligned block of the
         // class's slab size.
         unsafe {
@@ -598,9 +609,47 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         self.buddy
             .with(|b| b.alloc_pages(count, align_bytes))
             .or_else(|_| {
-                self.drain();
+                let _ = with_slot!(self, |slot, id, local| self.reclaim(slot, id, local));
                 self.buddy.with(|b| b.alloc_pages(count, align_bytes))
             })
+    }
+
+    /// Drains this CPU if a reclaim was requested since it last looked.
+    #[inline]
+    fn honour_reclaim(&self, slot: &CpuSlot<PAGE_SIZE>, local: &mut CpuLocal<PAGE_SIZE>) {
+        let epoch = self.reclaim_epoch.load(Ordering::Relaxed);
+        if epoch != local.seen_reclaim {
+            local.seen_reclaim = epoch;
+            self.drain_local(slot, local);
+        }
+    }
+
+    /// Memory ran out: return what this CPU caches, drain every idle CPU
+    /// slot now (and the shared slot), and ask busy CPUs to drain on their
+    /// next slow path.
+    #[cold]
+    fn reclaim(&self, slot: &CpuSlot<PAGE_SIZE>, id: usize, local: &mut CpuLocal<PAGE_SIZE>) {
+        local.seen_reclaim = self.reclaim_epoch.fetch_add(1, Ordering::Relaxed) + 1;
+        self.drain_local(slot, local);
+        let shared_id = self.nr_slots.load(Ordering::Relaxed) - 1;
+        for other in (0..shared_id).filter(|&o| o != id) {
+            if let Some(other_slot) = self.slot(other) {
+                P::with_idle_cpu(other, &mut || {
+                    // SAFETY: `with_idle_cpu` makes us the slot's only user
+                    // while this runs (Platform contract).
+                    self.drain_local(other_slot, unsafe { other_slot.local() });
+                });
+            }
+        }
+        if id != shared_id
+            && let Some(shared) = self.slot(shared_id)
+        {
+            self.shared.with(|| {
+                // SAFETY: holding `shared` makes us the shared slot's only
+                // user (G1); we are not in it ourselves (id != shared_id).
+                self.drain_local(shared, unsafe { shared.local() })
+            });
+        }
     }
 
     fn alloc_cached(
@@ -615,6 +664,7 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
                 addr
             }
             None => {
+                self.honour_reclaim(slot, local);
                 let mut batch = [0usize; PAGE_CACHE_BATCH];
                 let n = self
                     .buddy
@@ -650,7 +700,17 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
     /// `InvalidParam`, `NotAllocated` (outside managed memory), `NoMemory`
     /// (a page in the range is in use).
     pub fn alloc_pages_at(&self, addr: usize, count: usize) -> AllocResult<usize> {
-        self.buddy.with(|b| b.alloc_pages_at(addr, count))
+        self.buddy
+            .with(|b| b.alloc_pages_at(addr, count))
+            .or_else(|e| {
+                if e != AllocError::NoMemory {
+                    return Err(e);
+                }
+                // Pages in the range may sit in a CPU's page cache or in empty
+                // slabs: reclaim, then try once more.
+                let _ = with_slot!(self, |slot, id, local| self.reclaim(slot, id, local));
+                self.buddy.with(|b| b.alloc_pages_at(addr, count))
+            })
     }
 
     /// Frees a run from `alloc_pages` (or `_lowmem`, `_at`).

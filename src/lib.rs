@@ -6,6 +6,8 @@
 #[cfg(any(test, feature = "std"))]
 extern crate std;
 
+#[cfg(feature = "arceos")]
+pub mod arceos;
 pub mod buddy;
 mod config;
 mod cpu;

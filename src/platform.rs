@@ -34,6 +34,16 @@ pub unsafe trait Platform: 'static {
     fn max_cpus() -> usize;
     /// Physical address of the virtual address `vaddr` of managed memory.
     fn virt_to_phys(vaddr: usize) -> usize;
+
+    /// Runs `f` as the exclusive user of CPU slot `cpu` if no context owns
+    /// that slot now (on the host: a slot whose thread has exited), and says
+    /// whether it ran. The facade uses it to reclaim memory cached by idle
+    /// slots under memory pressure. The default never runs `f`: busy CPUs
+    /// are asked instead to drain on their next slow path.
+    fn with_idle_cpu(cpu: usize, f: &mut dyn FnMut()) -> bool {
+        let _ = (cpu, f);
+        false
+    }
 }
 
 /// A platform with no exclusive CPU slots: every call takes the shared slot's
@@ -175,6 +185,21 @@ mod host {
 
         fn virt_to_phys(vaddr: usize) -> usize {
             vaddr
+        }
+
+        fn with_idle_cpu(cpu: usize, f: &mut dyn FnMut()) -> bool {
+            if cpu >= HOST_MAX_CPUS {
+                return false;
+            }
+            let (word, bit) = (&SLOT_BITMAP[cpu / 64], 1u64 << (cpu % 64));
+            // Acquire: see the last owner's writes; the bit keeps new
+            // threads off the slot while `f` runs (H1).
+            if word.fetch_or(bit, Ordering::Acquire) & bit != 0 {
+                return false;
+            }
+            f();
+            word.fetch_and(!bit, Ordering::Release);
+            true
         }
     }
 }

@@ -287,8 +287,27 @@ impl<const PAGE_SIZE: usize> BuddyAllocator<PAGE_SIZE> {
                     .is_some_and(|s| s.has_order(order))
             })
         });
-        let i = found.ok_or(AllocError::NoMemory)?;
-        Ok(self.alloc_in(i, order, count))
+        if let Some(i) = found {
+            return Ok(self.alloc_in(i, order, count));
+        }
+        // No single block covers the request: look for a run of adjacent
+        // free blocks (only useful when the request is not itself a block).
+        let align_pages = (align_bytes >> Self::PAGE_SHIFT).max(1);
+        if align_pages < 1 << order {
+            let shift = Self::PAGE_SHIFT;
+            for i in (0..self.nr_sections).rev() {
+                let s = self.section_mut(i);
+                if let Some(idx) = s.find_free_run(count, align_pages) {
+                    let taken = s.take_range(idx, count);
+                    debug_assert!(taken, "find_free_run checked the range");
+                    let m = s.meta(idx);
+                    m.set(PageKind::Allocated, 0);
+                    m.set_run_pages(count as u32);
+                    return Ok((s.base_pfn + idx) << shift);
+                }
+            }
+        }
+        Err(AllocError::NoMemory)
     }
 
     /// Allocates `count` pages whose physical addresses all lie below the

@@ -76,9 +76,14 @@ impl Section {
 
     #[inline]
     pub(crate) fn meta(&self, idx: usize) -> &PageMeta {
-        assert!(idx < self.nr_pages);
-        // SAFETY: idx < nr_pages and `meta` holds nr_pages initialised
-        // entries (B7).
+        // Every index comes from a free-list link (B1) or from arithmetic
+        // bounded by `nr_pages` in the callers: asserted in debug builds,
+        // clamped (a branch-free cmov, unlike a panicking check) in release
+        // so that even corrupted links cannot reach outside the array.
+        debug_assert!(idx < self.nr_pages);
+        let idx = idx.min(self.nr_pages - 1);
+        // SAFETY: idx < nr_pages (clamped above; sections are never empty)
+        // and `meta` holds nr_pages initialised entries (B7).
         unsafe { &*self.meta.as_ptr().add(idx) }
     }
 
@@ -202,6 +207,44 @@ impl Section {
             let head = head_pfn.checked_sub(self.base_pfn)?;
             if self.meta(head).is(PageKind::Free, order) {
                 return Some((head, order));
+            }
+        }
+        None
+    }
+
+    /// Finds `count` contiguous free pages starting at an absolute frame
+    /// number that is a multiple of `align_pages`, spanning several adjacent
+    /// free blocks: the fallback when no single block of the covering order
+    /// is free. A free run of `count` pages always contains a free block of
+    /// order ≥ log2(count) - 1, so only those blocks seed the search, largest
+    /// first. Slow path: O(candidates × blocks per run × MAX_ORDER).
+    pub(crate) fn find_free_run(&self, count: usize, align_pages: usize) -> Option<usize> {
+        let min_order = (usize::BITS - 1 - count.leading_zeros())
+            .saturating_sub(1)
+            .min(MAX_ORDER as u32);
+        for order in (min_order..=MAX_ORDER as u32).rev() {
+            let mut cur = self.free_heads[order as usize];
+            while cur != NIL {
+                let block = cur as usize;
+                let mut start = block;
+                while let Some((head, _)) = start
+                    .checked_sub(1)
+                    .and_then(|p| self.free_block_containing(p))
+                {
+                    start = head;
+                }
+                let mut end = block + (1 << order);
+                while end < self.nr_pages {
+                    let Some((head, o)) = self.free_block_containing(end) else {
+                        break;
+                    };
+                    end = head + (1 << o);
+                }
+                let first = (self.base_pfn + start).next_multiple_of(align_pages) - self.base_pfn;
+                if first + count <= end {
+                    return Some(first);
+                }
+                cur = self.meta(block).next();
             }
         }
         None

@@ -22,6 +22,8 @@ pub(crate) struct CpuLocal<const PAGE_SIZE: usize> {
     /// The section of the last address this CPU freed: published sections
     /// never change, so a copy stays valid and spares the shared lookup.
     pub(crate) section: SectionRef,
+    /// The facade's reclaim epoch this CPU last honoured.
+    pub(crate) seen_reclaim: usize,
 }
 
 /// One CPU's slot, on its own cache lines.
@@ -43,6 +45,7 @@ impl<const PAGE_SIZE: usize> CpuSlot<PAGE_SIZE> {
                 slab: SlabAllocator::with_table(SlabAllocator::<PAGE_SIZE>::default_table(), cpu),
                 pages: PageCache::new(),
                 section: SectionRef::EMPTY,
+                seen_reclaim: 0,
             }),
             pending: PendingSlabs::new(),
             remote_frees_sent: Counter::new(),

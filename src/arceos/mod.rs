@@ -1,0 +1,126 @@
+//! ArceOS binding (feature `arceos`): the [`Platform`] of an ArceOS kernel.
+//!
+//! - CPU pinning: a `kernel_guard::NoPreemptIrqSave` guard, so neither
+//!   preemption nor a local interrupt can run another allocator call on the
+//!   same CPU while the core touches that CPU's slot;
+//! - the CPU id from the `percpu` area that axplat maintains
+//!   (`axplat::percpu::this_cpu_id`), the CPU count from
+//!   `axconfig::plat::MAX_CPU_NUM`;
+//! - an IRQ-safe lock, `kspin::SpinNoIrq<()>`, for the buddy and the shared
+//!   slot;
+//! - virtual-to-physical translation through axplat's linear map, or an
+//!   installed translator (hypervisors).
+//!
+//! axplat is used rather than axhal because axhal depends on axalloc, the
+//! crate that embeds this allocator.
+
+use crate::platform::Platform;
+use crate::sync::RawLock;
+use core::sync::atomic::{AtomicPtr, Ordering};
+use kernel_guard::{BaseGuard, NoPreemptIrqSave};
+use kspin::SpinNoIrq;
+use memory_addr::{PhysAddr, VirtAddr};
+
+/// Page size of every ArceOS platform.
+pub const PAGE_SIZE: usize = 0x1000;
+
+/// The global allocator of an ArceOS kernel.
+pub type ArceOsHeap = crate::GlobalAllocator<PAGE_SIZE, ArceOsPlatform>;
+
+/// Lock for the allocator's shared state: spins with local IRQs and
+/// preemption off, so it is safe from any context, interrupt handlers
+/// included.
+pub struct IrqSafeLock(SpinNoIrq<()>);
+
+impl RawLock for IrqSafeLock {
+    const UNLOCKED: Self = Self(SpinNoIrq::new(()));
+
+    #[inline]
+    fn with<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _guard = self.0.lock();
+        f()
+    }
+}
+
+/// Keeps the current context on its CPU: IRQs and preemption stay off while
+/// it lives, and are restored on drop.
+pub struct CpuPin {
+    state: <NoPreemptIrqSave as BaseGuard>::State,
+}
+
+impl Drop for CpuPin {
+    #[inline]
+    fn drop(&mut self) {
+        NoPreemptIrqSave::release(self.state);
+    }
+}
+
+/// Translates a kernel virtual address of managed memory; installed by a
+/// hypervisor whose memory is not in axplat's linear map.
+pub trait VirtToPhys: Sync {
+    /// The physical address of `vaddr`, if this translator knows it.
+    fn virt_to_phys(&self, vaddr: VirtAddr) -> Option<PhysAddr>;
+}
+
+/// Holds a `*const &'static dyn VirtToPhys` (a thin pointer to a fat one).
+static TRANSLATOR: AtomicPtr<&'static dyn VirtToPhys> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Installs `translator` for every later `virt_to_phys` (call before
+/// `init`).
+pub fn set_translator(translator: &'static &'static dyn VirtToPhys) {
+    TRANSLATOR.store(
+        core::ptr::from_ref(translator).cast_mut(),
+        Ordering::Release,
+    );
+}
+
+/// The ArceOS platform.
+pub struct ArceOsPlatform;
+
+// SAFETY: while a `CpuPin` lives, local interrupts and preemption are off on
+// this CPU, so no other context runs on it until the pin drops; other CPUs
+// read their own ids from their per-CPU areas (set by axplat at boot, before
+// axruntime initialises the heap), and every id is below MAX_CPU_NUM (else
+// `None`). `IrqSafeLock` is a spin lock that masks interrupts.
+unsafe impl Platform for ArceOsPlatform {
+    type Lock = IrqSafeLock;
+    type Pin = CpuPin;
+
+    #[inline]
+    fn pin() -> CpuPin {
+        CpuPin {
+            state: NoPreemptIrqSave::acquire(),
+        }
+    }
+
+    #[inline]
+    fn cpu_id(_pin: &CpuPin) -> Option<usize> {
+        let id = axplat::percpu::this_cpu_id();
+        (id < axconfig::plat::MAX_CPU_NUM).then_some(id)
+    }
+
+    fn max_cpus() -> usize {
+        axconfig::plat::MAX_CPU_NUM
+    }
+
+    fn virt_to_phys(vaddr: usize) -> usize {
+        let translator = TRANSLATOR.load(Ordering::Acquire);
+        // SAFETY: only `set_translator` stores here, from a `&'static`.
+        if let Some(t) = unsafe { translator.as_ref() } {
+            if let Some(paddr) = t.virt_to_phys(VirtAddr::from(vaddr)) {
+                return paddr.as_usize();
+            }
+        }
+        axplat::mem::virt_to_phys(VirtAddr::from(vaddr)).as_usize()
+    }
+}
+
+/// `region` as the byte slice the allocator takes.
+///
+/// # Safety
+/// `[start, start + size)` is valid, writable memory that nothing else uses,
+/// for as long as the allocator lives.
+pub unsafe fn region<'a>(start: VirtAddr, size: usize) -> &'a mut [u8] {
+    // SAFETY: caller contract.
+    unsafe { core::slice::from_raw_parts_mut(start.as_mut_ptr(), size) }
+}

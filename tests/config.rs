@@ -1,0 +1,24 @@
+//! The configuration file reaches the build: `make config-test` builds this
+//! test twice, with configs/default.toml (48 classes) and with
+//! BUDDY_SLAB_CONFIG=configs/seed-classes.toml and
+//! BSA_EXPECT_CLASSES=9, and each build must see its own file.
+
+use buddy_slab_allocator::SlabAllocator;
+use core::alloc::Layout;
+
+#[test]
+fn size_classes_come_from_the_selected_file() {
+    let expect: usize = option_env!("BSA_EXPECT_CLASSES").map_or(48, |v| v.parse().unwrap());
+    let table = SlabAllocator::<4096>::default_table();
+    assert_eq!(table.len(), expect);
+    // A 100-byte request lands in the first class ≥ 100 of that file.
+    let class = table
+        .class_for(Layout::from_size_align(100, 8).unwrap())
+        .unwrap();
+    assert_eq!(
+        table.object_bytes(class),
+        if expect == 9 { 128 } else { 104 }
+    );
+    // The seed set stays selectable at run time whatever the file says.
+    assert_eq!(SlabAllocator::<4096>::seed_table().len(), 9);
+}
