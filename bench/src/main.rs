@@ -338,6 +338,14 @@ fn run_workload(
     }
 }
 
+/// The 1-minute load average (other users of the machine disturb the timings).
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
+}
+
 /// CPU model, logical CPUs and kernel, read from /proc.
 fn machine_description() -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
@@ -430,6 +438,7 @@ fn main() -> ExitCode {
         clock.overhead_ns()
     );
     let run_started = Instant::now();
+    let load_at_start = load_average();
     let mut results = Results::with_allocators(selected.iter().map(|e| e.name).collect());
     for &workload in &options.only {
         run_workload(workload, &selected, &cfg, &clock, &mut results);
@@ -437,7 +446,12 @@ fn main() -> ExitCode {
     let info = RunInfo {
         machine: machine.clone(),
         command: std::env::args().collect::<Vec<_>>().join(" "),
-        notes: notes(&cfg, &clock, run_started.elapsed()),
+        notes: notes(
+            &cfg,
+            &clock,
+            run_started.elapsed(),
+            (&load_at_start, &load_average()),
+        ),
     };
     if let Err(e) = write_outputs(&options.out_dir, &results, &info) {
         eprintln!(
@@ -455,7 +469,7 @@ fn main() -> ExitCode {
 }
 
 /// Method notes printed under the tables.
-fn notes(cfg: &Config, clock: &TickClock, elapsed: Duration) -> Vec<String> {
+fn notes(cfg: &Config, clock: &TickClock, elapsed: Duration, load: (&str, &str)) -> Vec<String> {
     vec![
         format!(
             "Each (workload, allocator) pair gets a fresh instance on a fresh pre-faulted, 2 MiB-aligned \
@@ -497,7 +511,14 @@ fn notes(cfg: &Config, clock: &TickClock, elapsed: Duration) -> Vec<String> {
             .into(),
         "f1/f2 and h are deterministic per seed; d/e for spin-locked peers swing a lot on 2 shared vCPUs."
             .into(),
-        format!("Whole run: {:.0} s.", elapsed.as_secs_f64()),
+        format!(
+            "Whole run: {:.0} s; 1-minute load average {} at the start, {} at the end (this \
+             machine is shared: a load above the core count inflates every figure, the ratios \
+             less).",
+            elapsed.as_secs_f64(),
+            load.0,
+            load.1
+        ),
     ]
 }
 
