@@ -13,6 +13,7 @@
 #   cross       no_std builds for the three kernel targets
 #   bench       side-by-side benchmark (scripts/bench.mk)
 #   run         boot an ArceOS kernel with this heap (scripts/kernel.mk)
+#   bench-kernel  in-kernel benchmark on QEMU, buddy-slab vs tlsf (scripts/kernel.mk)
 
 ARCH ?= riscv64
 SMP ?= 4
@@ -22,11 +23,11 @@ ALLOC ?= buddy-slab
 
 CROSS_TARGETS := riscv64gc-unknown-none-elf aarch64-unknown-none-softfloat x86_64-unknown-none
 
-.PHONY: test host-test setup-host fmt-check clippy unit config-test cross
+.PHONY: test host-test setup-host fmt-check clippy doc unit config-test cross
 
-test: host-test cross kernel-test kernel-config-test
+test: host-test cross kernel-test bench-kernel-smoke kernel-config-test
 
-host-test: setup-host fmt-check clippy unit config-test
+host-test: setup-host fmt-check clippy doc unit config-test
 
 setup-host:
 	@scripts/setup-host.sh
@@ -36,6 +37,10 @@ fmt-check:
 
 clippy:
 	cargo clippy --workspace --all-targets -- -D warnings
+
+# The crate docs (README included) build without broken links.
+doc:
+	RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p buddy-slab-allocator
 
 # Debug build first (debug assertions on), then the heavy property and
 # stress tests again optimised.
