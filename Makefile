@@ -26,7 +26,7 @@ CROSS_TARGETS := riscv64gc-unknown-none-elf aarch64-unknown-none-softfloat x86_6
 
 .PHONY: test host-test setup-host fmt-check clippy doc unit config-test cross
 
-test: host-test cross faults loom miri-smoke fuzz-smoke kernel-test bench-kernel-smoke kernel-config-test
+test: host-test cross faults loom miri-smoke fuzz-smoke bench-smoke kernel-test bench-kernel-smoke kernel-config-test
 
 host-test: setup-host fmt-check clippy doc unit config-test
 
