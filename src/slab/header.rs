@@ -55,16 +55,15 @@ pub(crate) enum SlabState {
 /// - S5: `magic == MAGIC ^ base` while the slab is live.
 #[repr(C, align(64))]
 pub(crate) struct SlabHeader {
-    // --- owner-only ---
+    // --- cache line 0: what every local alloc and free reads ---
+    // owner-only
     free_head: Cell<*mut u8>,
-    pub(super) next: Cell<*mut SlabHeader>,
-    pub(super) prev: Cell<*mut SlabHeader>,
     nr_allocated: Cell<u32>,
     /// Remote double frees of free objects found by `pop` (S3), reported
     /// by the next `absorb_remote`.
     stray_remote: Cell<u32>,
     pub(super) state: Cell<SlabState>,
-    // --- immutable while the slab lives ---
+    // immutable while the slab lives
     base: AtomicUsize,
     magic: AtomicUsize,
     object_bytes: AtomicU32,
@@ -73,14 +72,42 @@ pub(crate) struct SlabHeader {
     /// `class | order << 8`.
     class_order: AtomicU32,
     owner_cpu: AtomicU32,
-    // --- owner-only ---
-    alloc_bits: [Cell<u64>; BITMAP_WORDS],
-    // --- remote ---
-    remote_bits: [AtomicU64; BITMAP_WORDS],
+    // --- cache line 1: owner-only alloc bitmap ---
+    alloc_bits: CacheLine<[Cell<u64>; BITMAP_WORDS]>,
+    // --- cache line 2: written by remote CPUs ---
+    remote_bits: CacheLine<[AtomicU64; BITMAP_WORDS]>,
+    // --- cache line 3: slow paths (remote queueing, list links) ---
+    _line3: Align64,
     queued: AtomicBool,
     remote_inflight: AtomicU32,
     pending_next: AtomicPtr<SlabHeader>,
+    pub(super) next: Cell<*mut SlabHeader>,
+    pub(super) prev: Cell<*mut SlabHeader>,
 }
+
+/// Starts a new cache line: local allocs and frees touch lines 0 and 1,
+/// remote CPUs write line 2, so they do not false-share with the owner.
+#[repr(C, align(64))]
+struct CacheLine<T>(T);
+
+impl<T> core::ops::Deref for CacheLine<T> {
+    type Target = T;
+    #[inline(always)]
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// Zero-sized: moves the next field to a cache-line boundary.
+#[repr(C, align(64))]
+struct Align64;
+
+const _: () = {
+    assert!(HEADER_BYTES == 256, "four cache lines");
+    assert!(core::mem::offset_of!(SlabHeader, queued) == 192);
+    assert!(core::mem::offset_of!(SlabHeader, alloc_bits) == 64);
+    assert!(core::mem::offset_of!(SlabHeader, remote_bits) == 128);
+};
 
 /// Geometry given to a new slab.
 #[derive(Debug, Clone, Copy)]
@@ -153,11 +180,12 @@ impl SlabHeader {
                 nr_objects: AtomicU32::new(geo.nr_objects as u32),
                 class_order: AtomicU32::new(geo.class as u32 | (geo.order << 8)),
                 owner_cpu: AtomicU32::new(owner_cpu as u32),
-                alloc_bits: [const { Cell::new(0) }; BITMAP_WORDS],
+                alloc_bits: CacheLine([const { Cell::new(0) }; BITMAP_WORDS]),
                 #[cfg(not(loom))]
-                remote_bits: [const { AtomicU64::new(0) }; BITMAP_WORDS],
+                remote_bits: CacheLine([const { AtomicU64::new(0) }; BITMAP_WORDS]),
                 #[cfg(loom)]
-                remote_bits: core::array::from_fn(|_| AtomicU64::new(0)),
+                remote_bits: CacheLine(core::array::from_fn(|_| AtomicU64::new(0))),
+                _line3: Align64,
                 queued: AtomicBool::new(false),
                 remote_inflight: AtomicU32::new(0),
                 pending_next: AtomicPtr::new(ptr::null_mut()),

@@ -239,7 +239,7 @@ impl<const PAGE_SIZE: usize> SlabAllocator<PAGE_SIZE> {
     /// # Errors
     /// `InvalidParam` if the layout is not served by slabs (zero size,
     /// larger than 2048 bytes or aligned beyond what any class honours).
-    #[inline]
+    #[inline(always)]
     pub fn alloc(&mut self, layout: Layout) -> AllocResult<SlabAllocResult> {
         let class = self.table.class_for(layout)?;
         Ok(self.alloc_class(class))
