@@ -10,7 +10,11 @@
 #   LOG    kernel log level baked in at build time: off|error|warn|info|debug|trace
 #          (default info; the expect files rely on info-level boot lines)
 # Environment:
-#   MEM        guest memory (default 128M)
+#   MEM        guest memory (default 128M): QEMU's -m and, on riscv64 and
+#              aarch64 (which take RAM from the config, not from firmware),
+#              the kernel's plat.phys-memory-size. Plain numbers are MiB;
+#              suffixes M and G. Builds and logs for MEM other than 128M
+#              carry it in their names (ARCH-ALLOC-smpSMP-memMEM.log).
 #   TIMEOUT    seconds before QEMU is killed and the run fails (default 120)
 #   MODE=run   boot and show the output only, no checks (used by `make kernel-run`)
 #
@@ -60,7 +64,16 @@ cd "$app"
 target_dir=${CARGO_TARGET_DIR:-$app/target}
 out_dir="$target_dir/kernel-test"
 mkdir -p "$out_dir"
-name="$ARCH-$ALLOC-smp$SMP"
+# MEM in bytes, for plat.phys-memory-size.
+case $MEM in
+  *[Gg]) mem_bytes=$((${MEM%[Gg]} << 30)) ;;
+  *[Mm]) mem_bytes=$((${MEM%[Mm]} << 20)) ;;
+  *) mem_bytes=$((MEM << 20)) ;;
+esac
+[[ $mem_bytes -gt 0 ]] || { echo "kernel-test: bad MEM '$MEM'" >&2; exit 2; }
+mem_tag=""
+[[ $mem_bytes == $((128 << 20)) ]] || mem_tag="-mem$MEM"
+name="$ARCH-$ALLOC-smp$SMP$mem_tag"
 
 # --- configuration: defconfig + the platform crate's axconfig.toml ---------
 # The platform crate's source path comes from cargo itself (it is fetched on
@@ -68,9 +81,10 @@ name="$ARCH-$ALLOC-smp$SMP"
 plat_manifest=$(cargo metadata --locked --format-version 1 --filter-platform "$triple" 2>/dev/null \
   | grep -o "\"manifest_path\":\"[^\"]*/$plat_pkg-[^\"/]*/Cargo.toml\"" | head -1 | cut -d'"' -f4)
 [[ -n $plat_manifest ]] || { echo "kernel-test: cannot locate $plat_pkg (cargo metadata)" >&2; exit 1; }
-config="$out_dir/$ARCH-smp$SMP.axconfig.toml"
+config="$out_dir/$ARCH-smp$SMP$mem_tag.axconfig.toml"
 "$tools_bin/axconfig-gen" configs/defconfig.toml "$(dirname "$plat_manifest")/axconfig.toml" \
-  -w "arch=\"$ARCH\"" -w "platform=\"$platform\"" -w "plat.max-cpu-num=$SMP" -o "$config.new"
+  -w "arch=\"$ARCH\"" -w "platform=\"$platform\"" -w "plat.max-cpu-num=$SMP" \
+  -w "plat.phys-memory-size=$(printf '%#x' "$mem_bytes")" -o "$config.new"
 # Replace only on change: a rewritten file would rebuild axconfig and everything above it.
 if cmp -s "$config.new" "$config"; then rm "$config.new"; else mv "$config.new" "$config"; fi
 
@@ -78,6 +92,8 @@ if cmp -s "$config.new" "$config"; then rm "$config.new"; else mv "$config.new" 
 # Flags found to work with the pinned nightly (see tests/kernel/README.md):
 # axio uses the unstable core_io feature; axhal's build script writes the
 # linker script next to the final artifacts before the final link.
+# KERNEL_TEST_MEM_BYTES: the guest RAM, for the app's all_memory_usable test.
+export KERNEL_TEST_MEM_BYTES=$mem_bytes
 export AX_CONFIG_PATH=$config AX_LOG=$LOG AX_ARCH=$ARCH AX_PLATFORM=$platform AX_SMP=$SMP AX_MODE=release
 export RUSTFLAGS="-Zcrate-attr=feature(core_io) -A unsafe_op_in_unsafe_fn -A unused_features \
 -C link-arg=-T$target_dir/$triple/release/linker_$platform.lds -C link-arg=-no-pie -C link-arg=-znostart-stop-gc"
