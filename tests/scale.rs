@@ -110,7 +110,7 @@ impl Figures {
             self.global_init_ms,
             self.rss_growth_bytes >> 20,
             self.gib_blocks,
-            self.largest_block_pages * PAGE >> 20,
+            (self.largest_block_pages * PAGE) >> 20,
             self.largest_alloc_us,
         );
     }
