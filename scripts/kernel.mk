@@ -15,6 +15,15 @@
 #                 x86_64 with SMP=4, for every backend in KERNEL_TEST_ALLOCS
 #                 (tlsf and buddy-slab); LOG=debug so the expect files can
 #                 check axalloc's init line. Fails on the first failure.
+#   kernel-test-bigmem  the same suite with BIGMEM of RAM (default 16G) on
+#                 every arch: buddy-slab must pass; the stock backend (tlsf,
+#                 bitmap page allocator capped at 256 MiB) is expected to
+#                 panic at boot, and the target checks that it does and
+#                 shows the line. About 6 minutes (rebuilds for the config);
+#                 not part of `make test`.
+#   kernel-test-smp  the suite with the most CPUs each QEMU machine takes
+#                 here (KERNEL_SMP_MAX: riscv64 16, aarch64 8 (GICv2),
+#                 x86_64 16), buddy-slab only. Not part of `make test`.
 #   kernel-setup  install the pinned nightly, axconfig-gen and a
 #                 project-local QEMU (tools/); the other targets do it too.
 #
@@ -32,7 +41,10 @@ ALLOC ?= buddy-slab
 KERNEL_TEST_ARCHS ?= riscv64 aarch64 x86_64
 KERNEL_TEST_ALLOCS ?= tlsf buddy-slab
 
-.PHONY: kernel-setup kernel-run run kernel-test
+.PHONY: kernel-setup kernel-run run kernel-test kernel-test-bigmem kernel-test-smp
+
+BIGMEM ?= 16G
+KERNEL_SMP_MAX ?= riscv64:16 aarch64:8 x86_64:16
 
 kernel-setup:
 	@scripts/setup-toolchain.sh >/dev/null
@@ -50,3 +62,22 @@ kernel-test:
 		done; \
 	done
 	@echo "kernel-test: all passed ($(KERNEL_TEST_ARCHS) x $(KERNEL_TEST_ALLOCS), SMP=4)"
+
+kernel-test-bigmem:
+	@for arch in $(KERNEL_TEST_ARCHS); do \
+		MEM=$(BIGMEM) TIMEOUT=600 scripts/kernel-test.sh $$arch buddy-slab 4 info || exit 1; \
+	done
+	@for arch in $(KERNEL_TEST_ARCHS); do \
+		log=tests/kernel/target/kernel-test/$$arch-tlsf-smp4-mem$(BIGMEM).log; \
+		if MEM=$(BIGMEM) TIMEOUT=600 scripts/kernel-test.sh $$arch tlsf 4 info >/dev/null 2>&1; then \
+			echo "kernel-test-bigmem: stock tlsf passed on $$arch with $(BIGMEM): update the README"; exit 1; \
+		fi; \
+		grep -a -m1 'bitmap capacity exceeded' $$log || { echo "kernel-test-bigmem: stock tlsf on $$arch failed otherwise, see $$log"; exit 1; }; \
+	done
+	@echo "kernel-test-bigmem: buddy-slab passed with $(BIGMEM) on $(KERNEL_TEST_ARCHS); stock tlsf panics at boot (256 MiB bitmap)"
+
+kernel-test-smp:
+	@for pair in $(KERNEL_SMP_MAX); do \
+		MEM=$(MEM) TIMEOUT=900 scripts/kernel-test.sh $${pair%%:*} buddy-slab $${pair##*:} info || exit 1; \
+	done
+	@echo "kernel-test-smp: buddy-slab passed with $(KERNEL_SMP_MAX)"
