@@ -27,13 +27,13 @@ ALLOC ?= buddy-slab
 
 CROSS_TARGETS := riscv64gc-unknown-none-elf aarch64-unknown-none-softfloat x86_64-unknown-none
 
-.PHONY: test host-test setup-host fmt-check clippy unit config-test cross scale churn
+.PHONY: test host-test setup-host fmt-check clippy doc unit config-test cross scale churn
 
 CHURN_SECS ?= 180
 
-test: host-test cross kernel-test
+test: host-test cross kernel-test kernel-config-test
 
-host-test: setup-host fmt-check clippy unit config-test
+host-test: setup-host fmt-check clippy doc unit config-test
 
 setup-host:
 	@scripts/setup-host.sh
@@ -43,6 +43,10 @@ fmt-check:
 
 clippy:
 	cargo clippy --workspace --all-targets -- -D warnings
+
+# The crate docs (README included) build without broken links.
+doc:
+	RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p buddy-slab-allocator
 
 # Debug build first (debug assertions on), then the heavy property and
 # stress tests again optimised.

@@ -17,6 +17,8 @@
 #              carry it in their names (ARCH-ALLOC-smpSMP-memMEM.log).
 #   TIMEOUT    seconds before QEMU is killed and the run fails (default 120)
 #   MODE=run   boot and show the output only, no checks (used by `make kernel-run`)
+#   EXPECT     expect file to use instead of tests/kernel/expect/ALLOC.out
+#   BUDDY_SLAB_CONFIG  knobs file of the allocator (default configs/default.toml)
 #
 # Checks, all of which must hold:
 #   1. QEMU exits 0 through the platform's shutdown (not the timeout);
@@ -56,7 +58,7 @@ case $ALLOC in
   *) echo "kernel-test: unknown ALLOC '$ALLOC'" >&2; usage ;;
 esac
 [[ $SMP =~ ^[1-9][0-9]*$ ]] || { echo "kernel-test: bad SMP '$SMP'" >&2; exit 2; }
-expect="$app/expect/$ALLOC.out"
+expect=${EXPECT:-$app/expect/$ALLOC.out}
 
 cd "$app"
 # One target dir for every arch and allocator: switching arch rebuilds

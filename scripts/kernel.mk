@@ -24,6 +24,9 @@
 #   kernel-test-smp  the suite with the most CPUs each QEMU machine takes
 #                 here (KERNEL_SMP_MAX: riscv64 16, aarch64 8 (GICv2),
 #                 x86_64 16), buddy-slab only. Not part of `make test`.
+#   kernel-config-test  build riscv64 with configs/seed-classes.toml as the
+#                 allocator's knobs file and check that the kernel reports
+#                 its 9 size classes (a TOML change changes the kernel)
 #   kernel-setup  install the pinned nightly, axconfig-gen and a
 #                 project-local QEMU (tools/); the other targets do it too.
 #
@@ -41,7 +44,7 @@ ALLOC ?= buddy-slab
 KERNEL_TEST_ARCHS ?= riscv64 aarch64 x86_64
 KERNEL_TEST_ALLOCS ?= tlsf buddy-slab
 
-.PHONY: kernel-setup kernel-run run kernel-test kernel-test-bigmem kernel-test-smp
+.PHONY: kernel-setup kernel-run run kernel-test kernel-config-test kernel-test-bigmem kernel-test-smp
 
 BIGMEM ?= 16G
 KERNEL_SMP_MAX ?= riscv64:16 aarch64:8 x86_64:16
@@ -81,3 +84,7 @@ kernel-test-smp:
 		MEM=$(MEM) TIMEOUT=900 scripts/kernel-test.sh $${pair%%:*} buddy-slab $${pair##*:} info || exit 1; \
 	done
 	@echo "kernel-test-smp: buddy-slab passed with $(KERNEL_SMP_MAX)"
+kernel-config-test:
+	BUDDY_SLAB_CONFIG=$(CURDIR)/configs/seed-classes.toml \
+		EXPECT=$(CURDIR)/tests/kernel/expect/buddy-slab-seed-classes.out \
+		MEM=$(MEM) scripts/kernel-test.sh riscv64 buddy-slab 4 info

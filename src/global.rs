@@ -197,8 +197,9 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         self.nr_slots.store(nr_slots, Ordering::Relaxed);
         self.slots.store(slots, Ordering::Release);
         log::info!(
-            "buddy-slab: {} CPU slots, {} managed bytes",
+            "buddy-slab: {} CPU slots, {} size classes, {} managed bytes",
             nr_slots,
+            SlabAllocator::<PAGE_SIZE>::default_table().len(),
             self.managed_bytes()
         );
         Ok(())

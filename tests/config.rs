@@ -12,8 +12,13 @@ fn size_classes_come_from_the_selected_file() {
     let table = SlabAllocator::<4096>::default_table();
     assert_eq!(table.len(), expect);
     // A 100-byte request lands in the first class ≥ 100 of that file.
-    let class = table.class_for(Layout::from_size_align(100, 8).unwrap()).unwrap();
-    assert_eq!(table.object_bytes(class), if expect == 9 { 128 } else { 104 });
+    let class = table
+        .class_for(Layout::from_size_align(100, 8).unwrap())
+        .unwrap();
+    assert_eq!(
+        table.object_bytes(class),
+        if expect == 9 { 128 } else { 104 }
+    );
     // The seed set stays selectable at run time whatever the file says.
     assert_eq!(SlabAllocator::<4096>::seed_table().len(), 9);
 }

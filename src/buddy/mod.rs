@@ -1,7 +1,7 @@
 //! Buddy page allocator over one or more memory regions.
 //!
 //! # Algorithm
-//! A region is split into a metadata prefix (one 16-byte [`PageMeta`] per
+//! A region is split into a metadata prefix (one 16-byte `PageMeta` per
 //! managed page) and the managed pages, carved into the largest blocks that
 //! are naturally aligned by *absolute* page frame number. The buddy of the
 //! block at frame `p` of order `k` is `p ^ (1 << k)`, so a block of order
@@ -456,15 +456,19 @@ impl<const PAGE_SIZE: usize> BuddyAllocator<PAGE_SIZE> {
         let mut n = 0;
         for i in (0..self.nr_sections).rev() {
             let s = self.section_mut(i);
-            while n < out.len() {
-                let Some(idx) = s.alloc_block(order) else {
-                    break;
-                };
-                let m = s.meta(idx);
+            let base_pfn = s.base_pfn;
+            let meta = s.meta;
+            s.alloc_blocks(order, out.len() - n, |idx| {
+                // SAFETY: `alloc_blocks` hands out indices of blocks inside
+                // the section, whose metadata array has nr_pages entries (B7).
+                let m = unsafe { &*meta.as_ptr().add(idx) };
                 m.set(PageKind::Cached, 0);
                 m.set_run_pages(1 << order);
-                out[n] = (s.base_pfn + idx) << shift;
+                out[n] = (base_pfn + idx) << shift;
                 n += 1;
+            });
+            if n == out.len() {
+                break;
             }
         }
         n
@@ -473,8 +477,17 @@ impl<const PAGE_SIZE: usize> BuddyAllocator<PAGE_SIZE> {
     /// Frees blocks of `1 << order` pages that a page cache held (tagged
     /// `Cached`). A block not tagged so is logged, counted and skipped.
     pub(crate) fn free_cached_blocks(&mut self, order: u32, addrs: &[usize]) {
+        let mut last: Option<usize> = None;
         for &addr in addrs {
-            let found = self.find_section(addr).map(|i| {
+            // Blocks of one batch nearly always share a section.
+            let pfn = addr >> Self::PAGE_SHIFT;
+            let hit = last.filter(|&i| {
+                self.sections[i]
+                    .as_ref()
+                    .is_some_and(|s| pfn >= s.base_pfn && pfn < s.base_pfn + s.nr_pages)
+            });
+            last = hit.or_else(|| self.find_section(addr));
+            let found = last.map(|i| {
                 let s = self.section_mut(i);
                 let idx = (addr >> Self::PAGE_SHIFT) - s.base_pfn;
                 let m = s.meta(idx);

@@ -199,6 +199,49 @@ impl Section {
         Some(idx)
     }
 
+    /// Takes up to `want` blocks of `order` for a page-cache refill, carving
+    /// them out of as few larger blocks as possible (no split-then-pop churn
+    /// per block), and calls `f` on each block's index. Returns how many.
+    pub(crate) fn alloc_blocks(
+        &mut self,
+        order: u32,
+        want: usize,
+        mut f: impl FnMut(usize),
+    ) -> usize {
+        let mut got = 0;
+        while got < want {
+            let left = want - got;
+            let target = (order + usize::BITS - 1 - left.leading_zeros()).min(MAX_ORDER as u32);
+            // The largest free block that does not overshoot what is left...
+            let fitting = self.nonempty_orders & ((2u32 << target) - 1) & !((1u32 << order) - 1);
+            let (idx, taken) = if fitting != 0 {
+                let o = 31 - fitting.leading_zeros();
+                let idx = self.free_heads[o as usize] as usize;
+                self.remove_free(idx, o);
+                (idx, o)
+            } else {
+                // ...else split the smallest larger one down to `target`.
+                let above = self.nonempty_orders.checked_shr(target + 1).unwrap_or(0);
+                if above == 0 {
+                    break;
+                }
+                let mut o = target + 1 + above.trailing_zeros();
+                let idx = self.free_heads[o as usize] as usize;
+                self.remove_free(idx, o);
+                while o > target {
+                    o -= 1;
+                    self.push_free(idx + (1 << o), o);
+                }
+                (idx, target)
+            };
+            for k in 0..1usize << (taken - order) {
+                f(idx + (k << order));
+            }
+            got += 1 << (taken - order);
+        }
+        got
+    }
+
     /// Finds the free block containing page `idx`: `(head, order)`.
     fn free_block_containing(&self, idx: usize) -> Option<(usize, u32)> {
         let pfn = self.base_pfn + idx;

@@ -11,7 +11,7 @@
 //! has no free object it answers [`SlabAllocResult::NeedsSlab`] and the
 //! caller feeds it a block with [`SlabAllocator::add_slab`]. The global
 //! facade keeps one per CPU; frees from other CPUs go through the slab's
-//! remote bitmap and the owner's [`header::PendingSlabs`] stack.
+//! remote bitmap and the owner's pending stack (`header::PendingSlabs`).
 
 pub(crate) mod header;
 mod size_class;
