@@ -54,10 +54,10 @@ fn main() -> Result<(), Box<dyn Error>> {
     let s = Series::read(csv)?;
     let t = s.col("t_s")?;
     let t_max = t.iter().copied().fold(0.0, f64::max).max(1e-3);
-    let largest_mib: Vec<f64> = s
+    let largest_kib: Vec<f64> = s
         .col("largest_free_pages")?
         .iter()
-        .map(|p| p * 4096.0 / MIB)
+        .map(|p| (p * 4.0).max(1.0))
         .collect();
     let alloc_mib: Vec<f64> = s.col("allocated_bytes")?.iter().map(|b| b / MIB).collect();
     let cached_mib: Vec<f64> = s
@@ -71,15 +71,18 @@ fn main() -> Result<(), Box<dyn Error>> {
     root.fill(&WHITE)?;
     let panels = root.split_evenly((3, 1));
 
-    let top = largest_mib.iter().copied().fold(1.0, f64::max) * 1.1;
+    let top = largest_kib.iter().copied().fold(4.0, f64::max) * 2.0;
     let mut c = ChartBuilder::on(&panels[0])
-        .caption("Largest free buddy block (MiB)", ("sans-serif", 18))
+        .caption(
+            "Largest free buddy block (KiB, log scale)",
+            ("sans-serif", 18),
+        )
         .margin(10)
         .x_label_area_size(30)
         .y_label_area_size(60)
-        .build_cartesian_2d(0.0..t_max, 0.0..top)?;
+        .build_cartesian_2d(0.0..t_max, (1.0..top).log_scale())?;
     c.configure_mesh().x_desc("time (s)").draw()?;
-    c.draw_series(LineSeries::new(t.iter().copied().zip(largest_mib), &BLUE))?;
+    c.draw_series(LineSeries::new(t.iter().copied().zip(largest_kib), &BLUE))?;
 
     let top = alloc_mib
         .iter()
