@@ -22,8 +22,11 @@
 #                 shows the line. About 6 minutes (rebuilds for the config);
 #                 not part of `make test`.
 #   kernel-test-smp  the suite with the most CPUs each QEMU machine takes
-#                 here (KERNEL_SMP_MAX: riscv64 16, aarch64 8 (GICv2),
-#                 x86_64 16), buddy-slab only. Not part of `make test`.
+#                 here (KERNEL_SMP_MAX: riscv64 8 (the platform config maps
+#                 the PLIC for 8 harts; 16 faults at boot), aarch64 8 (GICv2),
+#                 x86_64 16), buddy-slab only, with SMP_MEM (512M) of RAM:
+#                 at 128M x86_64 with 16 CPUs fails vec_3m's 16 MiB
+#                 allocation. Not part of `make test`.
 #   kernel-config-test  build riscv64 with configs/seed-classes.toml as the
 #                 allocator's knobs file and check that the kernel reports
 #                 its 9 size classes (a TOML change changes the kernel)
@@ -47,7 +50,8 @@ KERNEL_TEST_ALLOCS ?= tlsf buddy-slab
 .PHONY: kernel-setup kernel-run run kernel-test kernel-config-test kernel-test-bigmem kernel-test-smp
 
 BIGMEM ?= 16G
-KERNEL_SMP_MAX ?= riscv64:16 aarch64:8 x86_64:16
+KERNEL_SMP_MAX ?= riscv64:8 aarch64:8 x86_64:16
+SMP_MEM ?= 512M
 
 kernel-setup:
 	@scripts/setup-toolchain.sh >/dev/null
@@ -81,7 +85,7 @@ kernel-test-bigmem:
 
 kernel-test-smp:
 	@for pair in $(KERNEL_SMP_MAX); do \
-		MEM=$(MEM) TIMEOUT=900 scripts/kernel-test.sh $${pair%%:*} buddy-slab $${pair##*:} info || exit 1; \
+		MEM=$(SMP_MEM) TIMEOUT=900 scripts/kernel-test.sh $${pair%%:*} buddy-slab $${pair##*:} info || exit 1; \
 	done
 	@echo "kernel-test-smp: buddy-slab passed with $(KERNEL_SMP_MAX)"
 kernel-config-test:

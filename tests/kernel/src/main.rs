@@ -569,8 +569,12 @@ fn all_memory_usable() -> TestResult {
     }
     println!("    {} MiB of {} MiB RAM as 2 MiB runs, lowest {lo:#x}, highest {hi:#x}", total >> 20, mem >> 20);
     // Metadata (1/256), page tables of the linear map (1/512), the kernel
-    // image and 2 MiB alignment losses stay below mem/16 + 64 MiB.
-    ensure!(total + mem / 16 + (64 << 20) >= mem, "only {} MiB of {} MiB usable", total >> 20, mem >> 20);
+    // image and 2 MiB alignment losses stay below mem/16 + 64 MiB. The
+    // other CPUs' caches are not reclaimed while those CPUs idle (ArceOS
+    // has no `with_idle_cpu`): up to 6 MiB each with the default knobs
+    // (5 928 KiB, tests/percpu_memory.rs).
+    let cached = (cpu_count() - 1) * (6 << 20);
+    ensure!(total + mem / 16 + (64 << 20) + cached >= mem, "only {} MiB of {} MiB usable", total >> 20, mem >> 20);
     let after = ga.usages().get(UsageKind::Global);
     ensure!(after == before, "Global usage {after:#x} after freeing, was {before:#x}");
     Ok(())
