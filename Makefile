@@ -18,6 +18,7 @@
 #   churn       CHURN_SECS (default 180) of churn: results/churn.csv and
 #               results/churn.svg (not part of `test`)
 #   kernel-test-bigmem, kernel-test-smp: see scripts/kernel.mk
+#   bench-kernel  in-kernel benchmark on QEMU, buddy-slab vs tlsf (scripts/kernel.mk)
 
 ARCH ?= riscv64
 SMP ?= 4
@@ -31,7 +32,7 @@ CROSS_TARGETS := riscv64gc-unknown-none-elf aarch64-unknown-none-softfloat x86_6
 
 CHURN_SECS ?= 180
 
-test: host-test cross kernel-test kernel-config-test
+test: host-test cross kernel-test bench-kernel-smoke kernel-config-test
 
 host-test: setup-host fmt-check clippy doc unit config-test
 

@@ -29,9 +29,11 @@
 #   3. the output has the closing line `N passed, 0 failed` with N > 0, and
 #      no test line ends in FAILED.
 # The output is kept in target/kernel-test/ARCH-ALLOC-smpSMP.log.
+# Build and boot steps live in scripts/kernel-lib.sh (shared with
+# scripts/kernel-bench.sh).
 set -euo pipefail
 
-usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,/^# Build and boot steps/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 2; }
 [[ $# -ge 1 && $# -le 4 ]] || usage
 ARCH=$1
 ALLOC=${2:-tlsf}
@@ -41,99 +43,26 @@ MEM=${MEM:-128M}
 TIMEOUT=${TIMEOUT:-120}
 MODE=${MODE:-test}
 
-repo=$(cd "$(dirname "$0")/.." && pwd)
-app="$repo/tests/kernel"
-tools_bin=$("$repo/scripts/setup-toolchain.sh" | tail -1)
-qemu_bin=$("$repo/scripts/setup-qemu.sh" | tail -1)
-
-case $ARCH in
-  riscv64) triple=riscv64gc-unknown-none-elf; platform=riscv64-qemu-virt; plat_pkg=axplat-riscv64-qemu-virt ;;
-  aarch64) triple=aarch64-unknown-none-softfloat; platform=aarch64-qemu-virt; plat_pkg=axplat-aarch64-qemu-virt ;;
-  x86_64) triple=x86_64-unknown-none; platform=x86-pc; plat_pkg=axplat-x86-pc ;;
-  *) echo "kernel-test: unknown ARCH '$ARCH'" >&2; usage ;;
-esac
-case $ALLOC in
-  tlsf) features=() ;;
-  buddy-slab) features=(--features buddy-slab) ;;
-  *) echo "kernel-test: unknown ALLOC '$ALLOC'" >&2; usage ;;
-esac
-[[ $SMP =~ ^[1-9][0-9]*$ ]] || { echo "kernel-test: bad SMP '$SMP'" >&2; exit 2; }
+KERNEL_TAG=kernel-test
+# shellcheck source=scripts/kernel-lib.sh
+source "$(dirname "$0")/kernel-lib.sh"
+kernel_setup "$ARCH" "$ALLOC" "$SMP"
 expect=${EXPECT:-$app/expect/$ALLOC.out}
+name="$ARCH-$ALLOC-smp$SMP$KERNEL_MEM_TAG"
 
-cd "$app"
-# One target dir for every arch and allocator: switching arch rebuilds
-# nothing already built for the other triples. CARGO_TARGET_DIR may move it.
-target_dir=${CARGO_TARGET_DIR:-$app/target}
-out_dir="$target_dir/kernel-test"
-mkdir -p "$out_dir"
-# MEM in bytes, for plat.phys-memory-size.
-case $MEM in
-  *[Gg]) mem_bytes=$((${MEM%[Gg]} << 30)) ;;
-  *[Mm]) mem_bytes=$((${MEM%[Mm]} << 20)) ;;
-  *) mem_bytes=$((MEM << 20)) ;;
-esac
-[[ $mem_bytes -gt 0 ]] || { echo "kernel-test: bad MEM '$MEM'" >&2; exit 2; }
-mem_tag=""
-[[ $mem_bytes == $((128 << 20)) ]] || mem_tag="-mem$MEM"
-name="$ARCH-$ALLOC-smp$SMP$mem_tag"
-
-# --- configuration: defconfig + the platform crate's axconfig.toml ---------
-# The platform crate's source path comes from cargo itself (it is fetched on
-# first use); no registry path is hard-coded.
-plat_manifest=$(cargo metadata --locked --format-version 1 --filter-platform "$triple" 2>/dev/null \
-  | grep -o "\"manifest_path\":\"[^\"]*/$plat_pkg-[^\"/]*/Cargo.toml\"" | head -1 | cut -d'"' -f4)
-[[ -n $plat_manifest ]] || { echo "kernel-test: cannot locate $plat_pkg (cargo metadata)" >&2; exit 1; }
-config="$out_dir/$ARCH-smp$SMP$mem_tag.axconfig.toml"
-"$tools_bin/axconfig-gen" configs/defconfig.toml "$(dirname "$plat_manifest")/axconfig.toml" \
-  -w "arch=\"$ARCH\"" -w "platform=\"$platform\"" -w "plat.max-cpu-num=$SMP" \
-  -w "plat.phys-memory-size=$(printf '%#x' "$mem_bytes")" -o "$config.new"
-# Replace only on change: a rewritten file would rebuild axconfig and everything above it.
-if cmp -s "$config.new" "$config"; then rm "$config.new"; else mv "$config.new" "$config"; fi
-
-# --- build ------------------------------------------------------------------
-# Flags found to work with the pinned nightly (see tests/kernel/README.md):
-# axio uses the unstable core_io feature; axhal's build script writes the
-# linker script next to the final artifacts before the final link.
-# KERNEL_TEST_MEM_BYTES: the guest RAM, for the app's all_memory_usable test.
-export KERNEL_TEST_MEM_BYTES=$mem_bytes
-export AX_CONFIG_PATH=$config AX_LOG=$LOG AX_ARCH=$ARCH AX_PLATFORM=$platform AX_SMP=$SMP AX_MODE=release
-export RUSTFLAGS="-Zcrate-attr=feature(core_io) -A unsafe_op_in_unsafe_fn -A unused_features \
--C link-arg=-T$target_dir/$triple/release/linker_$platform.lds -C link-arg=-no-pie -C link-arg=-znostart-stop-gc"
-echo "kernel-test: building $name" >&2
 t0=$(date +%s)
-cargo build --locked --release --target "$triple" --target-dir "$target_dir" "${features[@]}"
+kernel_build "$name" "$LOG"
 t1=$(date +%s)
-elf="$target_dir/$triple/release/alloc-kernel-test"
-case $ARCH in
-  x86_64) image=$elf ;; # multiboot ELF
-  *)
-    image="$out_dir/$name.bin"
-    objcopy="$(rustc --print sysroot)/lib/rustlib/$(rustc -vV | sed -n 's/^host: //p')/bin/llvm-objcopy"
-    "$objcopy" "$elf" --strip-all -O binary "$image"
-    ;;
-esac
 
 # --- boot -------------------------------------------------------------------
-case $ARCH in
-  riscv64) qemu=(qemu-system-riscv64 -machine virt -bios default) ;;
-  aarch64) qemu=(qemu-system-aarch64 -cpu cortex-a72 -machine virt) ;;
-  x86_64) qemu=(qemu-system-x86_64 -machine q35) ;;
-esac
-qemu[0]="$qemu_bin/${qemu[0]}"
-qemu+=(-m "$MEM" -smp "$SMP" -kernel "$image" -nographic -no-reboot)
+kernel_qemu "$image"
 log="$out_dir/$name.log"
 echo "kernel-test: booting $name: ${qemu[*]}" >&2
 if [[ $MODE == run ]]; then
   exec "${qemu[@]}"
 fi
-set +e
-timeout --foreground "$TIMEOUT" "${qemu[@]}" </dev/null >"$log.raw" 2>&1
-status=$?
-set -e
+kernel_boot "$log" "$TIMEOUT"
 t2=$(date +%s)
-# Strip ANSI colours and CRs so the expect regexes see plain text.
-sed -e 's/\x1b\[[0-9;]*m//g' -e 's/\r//g' "$log.raw" >"$log"
-rm -f "$log.raw"
 tail -n 25 "$log"
 
 fail() { echo "kernel-test: $name FAILED: $*" >&2; echo "kernel-test: full output in $log" >&2; exit 1; }

@@ -30,6 +30,18 @@
 #   kernel-config-test  build riscv64 with configs/seed-classes.toml as the
 #                 allocator's knobs file and check that the kernel reports
 #                 its 9 size classes (a TOML change changes the kernel)
+#   bench-kernel  in-kernel benchmark (scripts/kernel-bench.sh): builds the
+#                 app's `bench` feature for buddy-slab and tlsf, boots each
+#                 BENCH_RUNS times (default 3) on ARCH with SMP CPUs, prints
+#                 the medians and the ratio and writes
+#                 tests/kernel/results/bench-ARCH.md. Not part of `make test`.
+#   bench-kernel-all  bench-kernel for riscv64, aarch64 and x86_64
+#   bench-kernel-smoke  the benchmark with iteration counts / 100 on riscv64,
+#                 buddy-slab, one boot: checks that it runs to `bench done`.
+#                 Built in the tests' release profile: right after
+#                 kernel-test only the app crate is rebuilt (`make test`
+#                 runs it before kernel-config-test, which changes the
+#                 allocator's knobs and so rebuilds the stack).
 #   kernel-setup  install the pinned nightly, axconfig-gen and a
 #                 project-local QEMU (tools/); the other targets do it too.
 #
@@ -46,8 +58,9 @@ ALLOC ?= buddy-slab
 
 KERNEL_TEST_ARCHS ?= riscv64 aarch64 x86_64
 KERNEL_TEST_ALLOCS ?= tlsf buddy-slab
+BENCH_RUNS ?= 3
 
-.PHONY: kernel-setup kernel-run run kernel-test kernel-config-test kernel-test-bigmem kernel-test-smp
+.PHONY: kernel-setup kernel-run run kernel-test kernel-config-test bench-kernel bench-kernel-all bench-kernel-smoke kernel-test-bigmem kernel-test-smp
 
 BIGMEM ?= 16G
 KERNEL_SMP_MAX ?= riscv64:8 aarch64:8 x86_64:16
@@ -92,3 +105,14 @@ kernel-config-test:
 	BUDDY_SLAB_CONFIG=$(CURDIR)/configs/seed-classes.toml \
 		EXPECT=$(CURDIR)/tests/kernel/expect/buddy-slab-seed-classes.out \
 		MEM=$(MEM) scripts/kernel-test.sh riscv64 buddy-slab 4 info
+
+bench-kernel:
+	SMP=$(SMP) MEM=$(MEM) scripts/kernel-bench.sh $(ARCH) $(BENCH_RUNS)
+
+bench-kernel-all:
+	@for arch in $(KERNEL_TEST_ARCHS); do \
+		SMP=$(SMP) MEM=$(MEM) scripts/kernel-bench.sh $$arch $(BENCH_RUNS) || exit 1; \
+	done
+
+bench-kernel-smoke:
+	SMOKE=1 SMP=4 MEM=$(MEM) scripts/kernel-bench.sh riscv64

@@ -10,14 +10,21 @@
 //! "cross-CPU free" mean what they say. Block contents are filled with a
 //! pattern derived from a seed and checked before every free, so overlapping
 //! or corrupted blocks fail the test instead of passing silently.
+//!
+//! Built with the cargo feature `bench`, the same kernel runs the in-kernel
+//! benchmark instead (src/bench.rs; scripts/kernel-bench.sh boots it).
 
 #![no_std]
 #![no_main]
+// The bench build runs none of the tests.
+#![cfg_attr(feature = "bench", allow(dead_code, unused_imports))]
 
 #[macro_use]
 extern crate axstd as std;
 extern crate alloc;
 
+#[cfg(feature = "bench")]
+mod bench;
 mod util;
 
 use alloc::alloc::{alloc as raw_alloc, dealloc as raw_dealloc, realloc as raw_realloc};
@@ -75,6 +82,13 @@ const PAGE_KINDS: [UsageKind; 5] =
 
 #[unsafe(no_mangle)]
 fn main() {
+    #[cfg(feature = "bench")]
+    std::process::exit(bench::run());
+    #[cfg(not(feature = "bench"))]
+    run_tests();
+}
+
+fn run_tests() {
     let ncpu = cpu_count();
     println!("alloc-kernel-test: {} CPUs, {} allocator", ncpu, global_allocator().name());
 
