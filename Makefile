@@ -12,6 +12,7 @@
 #   host-test   formatting, lints, host unit/integration/property/stress tests
 #   cross       no_std builds for the three kernel targets
 #   bench       side-by-side benchmark (scripts/bench.mk)
+#   fuzz, loom, miri, faults   robustness checks (scripts/fuzz.mk)
 #   run         boot an ArceOS kernel with this heap (scripts/kernel.mk)
 #   scale       1/16/64 GiB arenas, 64 threads, per-CPU memory figures
 #               (optimised, printed; ~10 s; not part of `test`)
@@ -32,7 +33,7 @@ CROSS_TARGETS := riscv64gc-unknown-none-elf aarch64-unknown-none-softfloat x86_6
 
 CHURN_SECS ?= 180
 
-test: host-test cross kernel-test bench-kernel-smoke kernel-config-test
+test: host-test cross faults loom miri-smoke fuzz-smoke bench-smoke kernel-test bench-kernel-smoke kernel-config-test
 
 host-test: setup-host fmt-check clippy doc unit config-test
 
@@ -78,3 +79,4 @@ churn:
 
 -include scripts/kernel.mk
 -include scripts/bench.mk
+-include scripts/fuzz.mk

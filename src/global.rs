@@ -25,6 +25,7 @@
 use crate::buddy::{BuddyAllocator, ManagedSection, PageKind, PageMeta, SectionMap};
 use crate::config::cpu::PAGE_CACHE_BATCH;
 use crate::cpu::{CpuLocal, CpuSlot, PageCache};
+use crate::debug::{self, Corruption, ENABLED as DEBUG};
 use crate::error::{AllocError, AllocResult};
 use crate::platform::Platform;
 use crate::slab::header::SlabHeader;
@@ -64,6 +65,11 @@ pub struct GlobalStats {
     pub invalid_frees: usize,
     /// Frees of objects owned by another CPU.
     pub remote_frees: usize,
+    /// Debug checks: free objects found written to (use after free).
+    pub poison_faults: usize,
+    /// Debug checks: objects written past their requested size (overflow
+    /// or wrong layout), found when freed.
+    pub red_zone_faults: usize,
 }
 
 /// Statistics of one CPU slot.
@@ -216,6 +222,14 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
     /// is used, and used by nothing else.
     pub unsafe fn add_region(&self, region: &mut [u8]) -> AllocResult {
         let (start, len) = (region.as_mut_ptr() as usize, region.len());
+        // The CPU slots sit beside the first region, outside every section:
+        // a region over them must be refused like any overlap.
+        let slots = self.slots.load(Ordering::Acquire) as usize;
+        let slots_end = slots
+            + self.nr_slots.load(Ordering::Relaxed) * core::mem::size_of::<CpuSlot<PAGE_SIZE>>();
+        if slots != 0 && start < slots_end && slots < start.saturating_add(len) {
+            return Err(AllocError::MemoryOverlap);
+        }
         self.buddy.with(|b| {
             // SAFETY: forwarded caller contract.
             let added = unsafe { b.add_region_raw(start, len)? };
@@ -439,6 +453,12 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
                     Ok(c) if hdr.is_live_at(base) && hdr.class() == c.0 => {}
                     _ => return Err("layout does not match the object's size class"),
                 }
+                if DEBUG {
+                    // SAFETY: as below.
+                    return unsafe {
+                        self.free_object_checked(slot, id, local, hdr, ptr.as_ptr(), layout.size())
+                    };
+                }
                 // SAFETY: header validated; caller gives the object up.
                 unsafe { self.free_object(slot, id, local, hdr, ptr.as_ptr()) }
             }
@@ -479,6 +499,49 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
             }
             Err(_) => Err("double free or not an object boundary (remote)"),
         }
+    }
+
+    /// Debug checks: `free_object` with the red zone of a `size`-byte
+    /// request checked (see [`crate::debug`]).
+    ///
+    /// # Safety
+    /// As `free_object`.
+    #[cold]
+    unsafe fn free_object_checked(
+        &self,
+        slot: &CpuSlot<PAGE_SIZE>,
+        id: usize,
+        local: &mut CpuLocal<PAGE_SIZE>,
+        hdr: &SlabHeader,
+        obj: *mut u8,
+        size: usize,
+    ) -> Result<(), &'static str> {
+        if hdr.owner_cpu() == id {
+            local.slab.debug_check_red_zone(hdr, obj, size);
+            // SAFETY: forwarded caller contract.
+            return unsafe { self.free_object(slot, id, local, hdr, obj) };
+        }
+        // Remote: read the red zone while the object is still ours (a valid
+        // free), before its remote bit is published; report it only if the
+        // free is accepted.
+        // SAFETY: the caller gives the object up, so until its remote bit
+        // is set nobody else writes it (for a double free this may read
+        // memory another context owns; the result is then discarded).
+        let bad = unsafe {
+            debug::scan(
+                obj,
+                debug::red_zone(size, hdr.object_bytes()),
+                debug::RED_ZONE,
+            )
+        };
+        // SAFETY: forwarded caller contract.
+        let result = unsafe { self.free_object(slot, id, local, hdr, obj) };
+        if let (Ok(()), Some(off)) = (result, bad) {
+            local
+                .slab
+                .report_corruption(Corruption::RedZone, hdr, obj, off);
+        }
+        result
     }
 
     fn free_run_at(
@@ -553,7 +616,16 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         }
         if small(&layout) && small(&new_layout) {
             let table = SlabAllocator::<PAGE_SIZE>::default_table();
-            if table.class_for(layout) == table.class_for(new_layout) {
+            if let Ok(class) = table.class_for(new_layout)
+                && table.class_for(layout) == Ok(class)
+            {
+                if DEBUG {
+                    SlabAllocator::<PAGE_SIZE>::debug_fill_red_zone(
+                        ptr,
+                        new_size,
+                        table.object_bytes(class),
+                    );
+                }
                 return Ok(ptr);
             }
         } else if !small(&layout) && !small(&new_layout) {
@@ -858,6 +930,8 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
                 s.invalid_frees += c.slab.invalid_frees;
                 s.cached_page_bytes += c.cached_page_bytes;
                 s.remote_frees += c.remote_frees_sent;
+                s.poison_faults += c.slab.poison_faults;
+                s.red_zone_faults += c.slab.red_zone_faults;
             }
         }
         s.allocated_bytes = buddy_allocated - s.cached_page_bytes;

@@ -2,26 +2,51 @@
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
+#![cfg_attr(loom, allow(dead_code, unused_imports))]
 
 #[cfg(any(test, feature = "std"))]
 extern crate std;
 
-#[cfg(feature = "arceos")]
+#[cfg(all(feature = "arceos", not(loom)))]
 pub mod arceos;
+// Under `cfg(loom)` only the lock-free remote-free path is compiled (its
+// atomics come from loom, which has no `const` constructors): the slab
+// header, the pending stack and the counters, driven by tests/loom.rs
+// through `loom_model`.
+#[cfg(not(loom))]
 pub mod buddy;
 mod config;
+#[cfg(not(loom))]
 mod cpu;
+pub mod debug;
 mod error;
+#[cfg(not(loom))]
 mod global;
+#[cfg(loom)]
+#[doc(hidden)]
+pub mod loom_model;
+#[cfg(not(loom))]
 pub mod platform;
+#[cfg(not(loom))]
 pub mod slab;
+#[cfg(loom)]
+mod slab {
+    #[path = "header.rs"]
+    pub(crate) mod header;
+    #[path = "size_class.rs"]
+    mod size_class;
+}
 mod stats;
 pub mod sync;
 
+#[cfg(not(loom))]
 pub use buddy::{BuddyAllocator, ManagedSection};
 pub use error::{AllocError, AllocResult};
+#[cfg(not(loom))]
 pub use global::{CpuStats, DefaultPlatform, GlobalAllocator, GlobalStats};
+#[cfg(not(loom))]
 pub use platform::Platform;
+#[cfg(not(loom))]
 pub use slab::{
     ClassStats, SizeClass, SizeClassTable, SlabAllocResult, SlabAllocator, SlabDeallocResult,
     SlabStats,

@@ -93,7 +93,7 @@ fn bad_frees_are_rejected_without_damage() {
             "unaligned"
         );
         assert_eq!(
-            b.dealloc_pages(start - (1 << 30), 1),
+            b.dealloc_pages(start.wrapping_sub(1 << 30), 1),
             Err(AllocError::NotAllocated),
             "foreign"
         );
@@ -150,7 +150,7 @@ fn regions_hot_add_and_overlap() {
     assert!(b.total_pages() > before);
     // SAFETY: overlapping ranges are rejected before anything is
     // written.
-    let overlap = unsafe { std::slice::from_raw_parts_mut((start + len / 2) as *mut u8, len) };
+    let overlap = unsafe { std::slice::from_raw_parts_mut((start + len / 2) as *mut u8, len / 2) };
     assert_eq!(
         // SAFETY: rejected before anything is written (overlap).
         unsafe { b.add_region(overlap) },

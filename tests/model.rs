@@ -167,11 +167,15 @@ fn run(ops: &[Op]) {
     assert_eq!(heap.allocated_bytes(), baseline, "memory leaked");
 }
 
+const CASES: u32 = if cfg!(miri) { 2 } else { 64 };
+const OPS: core::ops::Range<usize> = if cfg!(miri) { 40..60 } else { 1600..2000 };
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
-    /// 64 cases × up to 2000 ops: ≥ 100k checked operations per run.
+    #![proptest_config(ProptestConfig { cases: CASES, failure_persistence: None, ..ProptestConfig::default() })]
+    /// 64 cases × up to 2000 ops: ≥ 100k checked operations per run (under
+    /// Miri 2 cases × 40-60 ops).
     #[test]
-    fn heap_matches_shadow_model(ops in proptest::collection::vec(op(), 1600..2000)) {
+    fn heap_matches_shadow_model(ops in proptest::collection::vec(op(), OPS)) {
         run(&ops);
     }
 }

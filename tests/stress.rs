@@ -10,9 +10,9 @@ use core::alloc::Layout;
 use core::ptr::NonNull;
 use std::sync::mpsc;
 
-const THREADS: usize = 6;
-const ROUNDS: usize = 40;
-const PER_ROUND: usize = 400;
+const THREADS: usize = if cfg!(miri) { 3 } else { 6 };
+const ROUNDS: usize = if cfg!(miri) { 2 } else { 40 };
+const PER_ROUND: usize = if cfg!(miri) { 40 } else { 400 };
 
 struct Block(usize, usize, u64);
 // SAFETY: a block is just an address; ownership moves with the message.

@@ -16,6 +16,7 @@
 //! `&mut`, so a remote CPU's shared reference never aliases a unique one.
 
 use super::size_class::MAX_OBJECTS;
+use crate::debug;
 use crate::sync::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use core::cell::Cell;
 use core::ptr;
@@ -48,16 +49,21 @@ pub(crate) enum SlabState {
 ///   violation is a double free, caught when the bit is absorbed).
 /// - S4: `queued` is true iff the slab is on its owner's pending stack or a
 ///   remote CPU is about to push it; a queued slab is never released.
+/// - S6: `remote_inflight` counts remote frees between their first and last
+///   access to this header; a slab with one in flight is never released
+///   (`is_queued` covers both, so every release check honours S4 and S6).
 /// - S5: `magic == MAGIC ^ base` while the slab is live.
 #[repr(C, align(64))]
 pub(crate) struct SlabHeader {
-    // --- owner-only ---
+    // --- cache line 0: what every local alloc and free reads ---
+    // owner-only
     free_head: Cell<*mut u8>,
-    pub(super) next: Cell<*mut SlabHeader>,
-    pub(super) prev: Cell<*mut SlabHeader>,
     nr_allocated: Cell<u32>,
+    /// Remote double frees of free objects found by `pop` (S3), reported
+    /// by the next `absorb_remote`.
+    stray_remote: Cell<u32>,
     pub(super) state: Cell<SlabState>,
-    // --- immutable while the slab lives ---
+    // immutable while the slab lives
     base: AtomicUsize,
     magic: AtomicUsize,
     object_bytes: AtomicU32,
@@ -66,13 +72,42 @@ pub(crate) struct SlabHeader {
     /// `class | order << 8`.
     class_order: AtomicU32,
     owner_cpu: AtomicU32,
-    // --- owner-only ---
-    alloc_bits: [Cell<u64>; BITMAP_WORDS],
-    // --- remote ---
-    remote_bits: [AtomicU64; BITMAP_WORDS],
+    // --- cache line 1: owner-only alloc bitmap ---
+    alloc_bits: CacheLine<[Cell<u64>; BITMAP_WORDS]>,
+    // --- cache line 2: written by remote CPUs ---
+    remote_bits: CacheLine<[AtomicU64; BITMAP_WORDS]>,
+    // --- cache line 3: slow paths (remote queueing, list links) ---
+    _line3: Align64,
     queued: AtomicBool,
+    remote_inflight: AtomicU32,
     pending_next: AtomicPtr<SlabHeader>,
+    pub(super) next: Cell<*mut SlabHeader>,
+    pub(super) prev: Cell<*mut SlabHeader>,
 }
+
+/// Starts a new cache line: local allocs and frees touch lines 0 and 1,
+/// remote CPUs write line 2, so they do not false-share with the owner.
+#[repr(C, align(64))]
+struct CacheLine<T>(T);
+
+impl<T> core::ops::Deref for CacheLine<T> {
+    type Target = T;
+    #[inline(always)]
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// Zero-sized: moves the next field to a cache-line boundary.
+#[repr(C, align(64))]
+struct Align64;
+
+const _: () = {
+    assert!(HEADER_BYTES == 256, "four cache lines");
+    assert!(core::mem::offset_of!(SlabHeader, queued) == 192);
+    assert!(core::mem::offset_of!(SlabHeader, alloc_bits) == 64);
+    assert!(core::mem::offset_of!(SlabHeader, remote_bits) == 128);
+};
 
 /// Geometry given to a new slab.
 #[derive(Debug, Clone, Copy)]
@@ -122,6 +157,10 @@ impl SlabHeader {
             // SAFETY: obj is inside the slab (C3) and 8-aligned (sizes are
             // multiples of 8, base is page aligned); caller owns the memory.
             unsafe { obj.cast::<*mut u8>().write(next) };
+            if debug::ENABLED {
+                // SAFETY: as above: a free object of the caller's slab.
+                unsafe { debug::fill(obj, debug::red_zone(0, geo.object_bytes), debug::POISON) };
+            }
             next = obj;
         }
         // SAFETY: hdr is the slab's last HEADER_BYTES bytes, 64-aligned
@@ -132,6 +171,7 @@ impl SlabHeader {
                 next: Cell::new(ptr::null_mut()),
                 prev: Cell::new(ptr::null_mut()),
                 nr_allocated: Cell::new(0),
+                stray_remote: Cell::new(0),
                 state: Cell::new(SlabState::Empty),
                 base: AtomicUsize::new(base),
                 magic: AtomicUsize::new(MAGIC ^ base),
@@ -140,9 +180,14 @@ impl SlabHeader {
                 nr_objects: AtomicU32::new(geo.nr_objects as u32),
                 class_order: AtomicU32::new(geo.class as u32 | (geo.order << 8)),
                 owner_cpu: AtomicU32::new(owner_cpu as u32),
-                alloc_bits: [const { Cell::new(0) }; BITMAP_WORDS],
-                remote_bits: [const { AtomicU64::new(0) }; BITMAP_WORDS],
+                alloc_bits: CacheLine([const { Cell::new(0) }; BITMAP_WORDS]),
+                #[cfg(not(loom))]
+                remote_bits: CacheLine([const { AtomicU64::new(0) }; BITMAP_WORDS]),
+                #[cfg(loom)]
+                remote_bits: CacheLine(core::array::from_fn(|_| AtomicU64::new(0))),
+                _line3: Align64,
                 queued: AtomicBool::new(false),
+                remote_inflight: AtomicU32::new(0),
                 pending_next: AtomicPtr::new(ptr::null_mut()),
             });
         }
@@ -235,6 +280,12 @@ impl SlabHeader {
         if word & bit != 0 {
             return self.corrupt_free_list(obj);
         }
+        // S3: a remote bit on a free object is a remote double free; once
+        // the object is handed out it would pass for a valid free of the
+        // new allocation, so drop it now.
+        if self.remote_bits[w].load(Ordering::Relaxed) & bit != 0 {
+            self.stray_remote_free(obj, w, bit);
+        }
         // SAFETY: obj is a free object of this slab (S1, checked above); its
         // first word holds the free-list link.
         let next = unsafe { obj.cast::<*mut u8>().read() };
@@ -242,6 +293,18 @@ impl SlabHeader {
         self.alloc_bits[w].set(word | bit);
         self.nr_allocated.set(self.nr_allocated.get() + 1);
         Some(obj)
+    }
+
+    #[cold]
+    fn stray_remote_free(&self, obj: *mut u8, w: usize, bit: u64) {
+        // Relaxed: only the bit matters; a valid remote free cannot target
+        // a free object, so nothing else can be clearing or setting it.
+        self.remote_bits[w].fetch_and(!bit, Ordering::Relaxed);
+        self.stray_remote.set(self.stray_remote.get() + 1);
+        log::error!(
+            "slab {:#x}: double free of object {obj:p} (remote, while it was free)",
+            self.base()
+        );
     }
 
     #[cold]
@@ -272,6 +335,7 @@ impl SlabHeader {
         // SAFETY: obj is an allocated object of this slab (bit was set) that
         // the caller gives back; its first word becomes the free-list link.
         unsafe { obj.cast::<*mut u8>().write(self.free_head.get()) };
+        self.poison(obj);
         self.free_head.set(obj);
         self.nr_allocated.set(self.nr_allocated.get() - 1);
         Ok(())
@@ -280,21 +344,32 @@ impl SlabHeader {
     /// Records a free of `obj` from a CPU other than the owner.
     /// Returns `Ok(true)` if the caller must push the slab on the owner's
     /// pending stack (it was not queued yet).
+    ///
+    /// Once the remote bit is set the owner may absorb it at once, so every
+    /// later access to this header is covered: by `remote_inflight` (S6)
+    /// until this function returns, then by `queued` (S4) until the push is
+    /// taken. Without S6 the owner could absorb the bit, see the slab empty
+    /// and not queued, and release it while this CPU was about to set
+    /// `queued` and push it (a use after free found by the loom model).
     #[inline]
     pub(crate) fn free_remote(&self, obj: *mut u8) -> Result<bool, FreeFault> {
         let idx = self.index_of(obj as usize)?;
         let bit = 1u64 << (idx % 64);
+        self.remote_inflight.fetch_add(1, Ordering::SeqCst);
         // SeqCst with `queued` below: against the owner's `queued = false`
         // then `swap(bits)` (see `absorb_remote`), either the owner sees this
         // bit or this CPU sees `queued == false` and queues the slab.
         let prev = self.remote_bits[idx / 64].fetch_or(bit, Ordering::SeqCst);
-        if prev & bit != 0 {
-            return Err(FreeFault::DoubleFree);
-        }
-        if self.queued.load(Ordering::SeqCst) {
-            return Ok(false);
-        }
-        Ok(!self.queued.swap(true, Ordering::SeqCst))
+        let result = if prev & bit != 0 {
+            Err(FreeFault::DoubleFree)
+        } else if self.queued.load(Ordering::SeqCst) {
+            Ok(false)
+        } else {
+            Ok(!self.queued.swap(true, Ordering::SeqCst))
+        };
+        // Last access to the header unless we queued it (then S4 holds it).
+        self.remote_inflight.fetch_sub(1, Ordering::SeqCst);
+        result
     }
 
     /// Moves every remotely freed object to the local free list (owner only).
@@ -302,7 +377,7 @@ impl SlabHeader {
     pub(crate) fn absorb_remote(&self) -> usize {
         self.queued.store(false, Ordering::SeqCst);
         let (base, size) = (self.base(), self.object_bytes());
-        let mut faults = 0;
+        let mut faults = self.stray_remote.replace(0) as usize;
         for w in 0..BITMAP_WORDS {
             if self.remote_bits[w].load(Ordering::SeqCst) == 0 {
                 continue;
@@ -327,6 +402,7 @@ impl SlabHeader {
                 // SAFETY: the object's alloc bit was set and a remote free
                 // gave it back (S3); it is ours to link.
                 unsafe { obj.cast::<*mut u8>().write(self.free_head.get()) };
+                self.poison(obj);
                 self.free_head.set(obj);
                 self.nr_allocated.set(self.nr_allocated.get() - 1);
             }
@@ -335,10 +411,45 @@ impl SlabHeader {
         faults
     }
 
-    /// Whether the slab is on (or about to be pushed to) a pending stack.
+    /// Debug checks: poisons the free object `obj` past its link word.
+    #[inline]
+    fn poison(&self, obj: *mut u8) {
+        if debug::ENABLED {
+            // SAFETY: callers pass an object they just linked on the free
+            // list: it belongs to the owner, who is the caller.
+            unsafe { debug::fill(obj, debug::red_zone(0, self.object_bytes()), debug::POISON) };
+        }
+    }
+
+    /// Debug checks: offset of the first byte of the just popped `obj` whose
+    /// poison changed (owner only).
+    #[inline]
+    pub(crate) fn poison_mismatch(&self, obj: *mut u8) -> Option<usize> {
+        // SAFETY: `obj` was just popped by the owner (the caller): nobody
+        // else reads or writes it yet.
+        unsafe { debug::scan(obj, debug::red_zone(0, self.object_bytes()), debug::POISON) }
+    }
+
+    /// Whether `obj` is an object of this slab that is allocated and has no
+    /// pending remote free (owner only).
+    #[inline]
+    pub(crate) fn is_allocated(&self, obj: *mut u8) -> bool {
+        self.index_of(obj as usize).is_ok_and(|idx| {
+            let (w, bit) = (idx / 64, 1u64 << (idx % 64));
+            self.alloc_bits[w].get() & bit != 0
+                && self.remote_bits[w].load(Ordering::Relaxed) & bit == 0
+        })
+    }
+
+    /// Whether the slab is on (or about to be pushed to) a pending stack, or
+    /// a remote free of it is in flight (S4, S6): then it must not be
+    /// released.
     #[inline]
     pub(crate) fn is_queued(&self) -> bool {
-        self.queued.load(Ordering::SeqCst)
+        // In-flight first: a remote free that has not started yet cannot
+        // have had its bit absorbed, so its object still counts as live;
+        // one that finished set `queued` first if it had to push.
+        self.remote_inflight.load(Ordering::SeqCst) != 0 || self.queued.load(Ordering::SeqCst)
     }
 
     /// Checks S1 and S2; panics on a violation.

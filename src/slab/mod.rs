@@ -13,12 +13,14 @@
 //! facade keeps one per CPU; frees from other CPUs go through the slab's
 //! remote bitmap and the owner's pending stack (`header::PendingSlabs`).
 
+mod debug;
 pub(crate) mod header;
 mod size_class;
 
 pub use size_class::{MAX_CLASSES, MAX_OBJECT_BYTES, MAX_OBJECTS, SizeClass, SizeClassTable};
 
 use crate::config::slab::EMPTY_SLABS_PER_CLASS;
+use crate::debug::ENABLED as DEBUG;
 use crate::error::{AllocError, AllocResult};
 use crate::stats::Counter;
 use core::alloc::Layout;
@@ -163,6 +165,11 @@ pub struct SlabStats {
     pub live_objects: usize,
     /// Frees rejected: double, foreign, interior pointer, wrong class.
     pub invalid_frees: usize,
+    /// Debug checks: free objects found written to (use after free).
+    pub poison_faults: usize,
+    /// Debug checks: objects found written past their requested size when
+    /// freed (overflow or wrong layout).
+    pub red_zone_faults: usize,
 }
 
 /// Slab caches for every size class, owned by one CPU (or used standalone).
@@ -176,6 +183,7 @@ pub struct SlabAllocator<const PAGE_SIZE: usize> {
     caches: [ClassCache; MAX_CLASSES],
     cpu: usize,
     invalid_frees: Counter,
+    faults: debug::FaultCounters,
 }
 
 // SAFETY: the raw pointers are to slabs this allocator owns; moving the
@@ -217,6 +225,7 @@ impl<const PAGE_SIZE: usize> SlabAllocator<PAGE_SIZE> {
             caches: [const { ClassCache::new() }; MAX_CLASSES],
             cpu,
             invalid_frees: Counter::new(),
+            faults: debug::FaultCounters::new(),
         }
     }
 
@@ -230,7 +239,7 @@ impl<const PAGE_SIZE: usize> SlabAllocator<PAGE_SIZE> {
     /// # Errors
     /// `InvalidParam` if the layout is not served by slabs (zero size,
     /// larger than 2048 bytes or aligned beyond what any class honours).
-    #[inline]
+    #[inline(always)]
     pub fn alloc(&mut self, layout: Layout) -> AllocResult<SlabAllocResult> {
         let class = self.table.class_for(layout)?;
         Ok(self.alloc_class(class))
@@ -245,6 +254,9 @@ impl<const PAGE_SIZE: usize> SlabAllocator<PAGE_SIZE> {
             && let Some(obj) = hdr.pop()
         {
             cache.live_objects.add(1);
+            if DEBUG {
+                self.debug_on_alloc(hdr, obj);
+            }
             // SAFETY: objects are never at address 0 (slabs are in
             // managed memory, which starts above 0).
             return SlabAllocResult::Allocated(unsafe { NonNull::new_unchecked(obj) });
@@ -269,8 +281,13 @@ impl<const PAGE_SIZE: usize> SlabAllocator<PAGE_SIZE> {
             cache.active = ptr::from_ref(hdr).cast_mut();
         }
         // SAFETY: as in `alloc_class`.
-        if let Some(obj) = unsafe { cache.active.as_ref() }.and_then(SlabHeader::pop) {
+        if let Some(hdr) = unsafe { cache.active.as_ref() }
+            && let Some(obj) = hdr.pop()
+        {
             cache.live_objects.add(1);
+            if DEBUG {
+                self.debug_on_alloc(hdr, obj);
+            }
             // SAFETY: objects are never null.
             return SlabAllocResult::Allocated(unsafe { NonNull::new_unchecked(obj) });
         }
@@ -360,6 +377,9 @@ impl<const PAGE_SIZE: usize> SlabAllocator<PAGE_SIZE> {
             self.reject(ptr.as_ptr(), "not in a live slab of this allocator");
             return SlabDeallocResult::Done;
         }
+        if DEBUG && hdr.class() == class.0 {
+            self.debug_check_red_zone(hdr, ptr.as_ptr(), layout.size());
+        }
         // SAFETY: header validated above; caller gives the object up.
         unsafe { self.dealloc_in(hdr, ptr.as_ptr(), Some(class.0)) }
     }
@@ -423,6 +443,9 @@ impl<const PAGE_SIZE: usize> SlabAllocator<PAGE_SIZE> {
         let cache = &mut self.caches[hdr.class() as usize];
         cache.nr_slabs.sub(1);
         let (base, order) = (hdr.base(), hdr.order());
+        if DEBUG {
+            hdr.check();
+        }
         hdr.kill();
         SlabDeallocResult::FreeSlab {
             base,
@@ -442,6 +465,9 @@ impl<const PAGE_SIZE: usize> SlabAllocator<PAGE_SIZE> {
             debug_assert_eq!(hdr.owner_cpu(), self.cpu);
             let before = hdr.nr_allocated();
             self.invalid_frees.add(hdr.absorb_remote());
+            if DEBUG {
+                hdr.check();
+            }
             let cache = &mut self.caches[hdr.class() as usize];
             cache.live_objects.sub(before - hdr.nr_allocated());
             let emptied = match hdr.state.get() {
@@ -508,6 +534,8 @@ impl<const PAGE_SIZE: usize> SlabAllocator<PAGE_SIZE> {
     pub fn stats(&self) -> SlabStats {
         let mut s = SlabStats {
             invalid_frees: self.invalid_frees.get(),
+            poison_faults: self.faults.poison.get(),
+            red_zone_faults: self.faults.red_zone.get(),
             ..SlabStats::default()
         };
         for class in self.table.classes() {

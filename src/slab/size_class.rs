@@ -145,20 +145,28 @@ impl SizeClassTable {
     /// # Errors
     /// `InvalidParam` for a zero size or a layout larger than 2048 bytes (or
     /// aligned to more than 2048, or than any class can honour).
-    #[inline]
+    #[inline(always)]
     pub fn class_for(&self, layout: Layout) -> AllocResult<SizeClass> {
         let size = layout.size();
-        if size == 0 || size > MAX_OBJECT_BYTES {
+        // One comparison for both "zero" and "larger than 2048".
+        if size.wrapping_sub(1) >= MAX_OBJECT_BYTES {
             return Err(AllocError::InvalidParam);
         }
         let c = self.index[size.div_ceil(8)];
         if layout.align() <= 8 {
             return Ok(SizeClass(c));
         }
+        self.aligned_class(c, layout.align())
+    }
+
+    /// The smallest class from `first` whose objects are `align`-aligned.
+    #[cold]
+    #[inline(never)]
+    fn aligned_class(&self, first: u8, align: usize) -> AllocResult<SizeClass> {
         // Objects sit at slab base + i * size and slabs are page aligned, so
         // a class honours `align` iff its size is a multiple of it.
-        (c as usize..self.nr_classes)
-            .find(|&c| (self.sizes[c] as usize).is_multiple_of(layout.align()))
+        (first as usize..self.nr_classes)
+            .find(|&c| (self.sizes[c] as usize).is_multiple_of(align))
             .map(|c| SizeClass(c as u8))
             .ok_or(AllocError::InvalidParam)
     }

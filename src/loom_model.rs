@@ -1,0 +1,141 @@
+//! The remote-free path, exposed for the loom model in `tests/loom.rs`
+//! (compiled only under `--cfg loom`).
+//!
+//! These are thin wrappers: every operation is the real `SlabHeader` /
+//! `PendingSlabs` code the facade runs, with loom's atomics.
+
+use crate::slab::header::{PendingSlabs, SlabGeometry, SlabHeader};
+
+/// A slab formatted in caller memory, named by its header address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slab(usize);
+
+// The header is only reached through `&SlabHeader`; its owner-only fields
+// are touched only through the `unsafe` owner methods below.
+// SAFETY: `Slab` is an address; the methods' contracts keep owner-only
+// state on the owner thread.
+unsafe impl Send for Slab {}
+// SAFETY: as above.
+unsafe impl Sync for Slab {}
+
+impl Slab {
+    /// Formats `[base, base + slab_bytes)` as a slab of `nr_objects` objects
+    /// of `object_bytes`, owned by CPU 0.
+    ///
+    /// # Safety
+    /// The block is writable, aligned to `slab_bytes` (a power of two),
+    /// owned by the caller, and holds the objects and the header;
+    /// `object_bytes` is a multiple of 8.
+    pub unsafe fn format(
+        base: usize,
+        slab_bytes: usize,
+        object_bytes: usize,
+        nr_objects: usize,
+    ) -> Self {
+        let geo = SlabGeometry {
+            class: 0,
+            order: 0,
+            object_bytes,
+            nr_objects,
+            recip: (1u64 << 32).div_ceil(object_bytes as u64) as u32,
+        };
+        let hdr = SlabHeader::addr_for(base, slab_bytes);
+        assert!(nr_objects * object_bytes <= hdr - base);
+        // SAFETY: caller contract.
+        unsafe { SlabHeader::init(hdr as *mut SlabHeader, base, &geo, 0) };
+        Self(hdr)
+    }
+
+    fn hdr(&self) -> &SlabHeader {
+        // SAFETY: `format` wrote a header here; the model never frees it.
+        unsafe { &*(self.0 as *const SlabHeader) }
+    }
+
+    /// Owner: pops a free object.
+    ///
+    /// # Safety
+    /// Called only from the owner thread.
+    pub unsafe fn alloc(&self) -> Option<usize> {
+        self.hdr().pop().map(|p| p as usize)
+    }
+
+    /// Owner: frees `obj` locally.
+    ///
+    /// # Safety
+    /// Called only from the owner thread.
+    pub unsafe fn free_local(&self, obj: usize) -> bool {
+        // SAFETY: caller contract; `free_local` validates `obj`.
+        unsafe { self.hdr().free_local(obj as *mut u8) }.is_ok()
+    }
+
+    /// Remote CPU: frees `obj`. `Some(true)`: the caller must push the
+    /// slab. `None`: rejected (double free or not an object).
+    pub fn free_remote(&self, obj: usize) -> Option<bool> {
+        self.hdr().free_remote(obj as *mut u8).ok()
+    }
+
+    /// Owner: folds remote frees into the free list; returns the double
+    /// frees found.
+    ///
+    /// # Safety
+    /// Called only from the owner thread.
+    pub unsafe fn absorb_remote(&self) -> usize {
+        self.hdr().absorb_remote()
+    }
+
+    /// Whether the slab is queued (S4: then it must not be released).
+    pub fn is_queued(&self) -> bool {
+        self.hdr().is_queued()
+    }
+
+    /// Owner: objects allocated.
+    ///
+    /// # Safety
+    /// Called only from the owner thread.
+    pub unsafe fn nr_allocated(&self) -> usize {
+        self.hdr().nr_allocated()
+    }
+
+    /// Owner: checks S1 and S2 (panics on a violation).
+    ///
+    /// # Safety
+    /// Called only from the owner thread.
+    pub unsafe fn check(&self) {
+        self.hdr().check();
+    }
+
+    /// Owner: marks the slab released (as before it returns to the buddy).
+    ///
+    /// # Safety
+    /// Called only from the owner thread.
+    pub unsafe fn release(&self) {
+        self.hdr().kill();
+    }
+
+    /// Whether the slab is live (not released).
+    pub fn is_live(&self) -> bool {
+        self.hdr().is_live_at(self.hdr().base())
+    }
+}
+
+/// A CPU's pending stack of slabs with remote frees.
+pub struct Pending(PendingSlabs);
+
+impl Pending {
+    /// An empty stack.
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        Self(PendingSlabs::new())
+    }
+
+    /// Remote CPU: pushes `slab` after `free_remote` returned `Ok(true)`.
+    pub fn push(&self, slab: Slab) {
+        self.0.push(slab.hdr());
+    }
+
+    /// Owner: takes every pending slab.
+    pub fn take_all(&self, mut f: impl FnMut(Slab)) {
+        self.0
+            .take_all(|hdr| f(Slab(core::ptr::from_ref(hdr) as usize)));
+    }
+}
