@@ -71,9 +71,15 @@ kernel_build() {
   # --- configuration: defconfig + the platform crate's axconfig.toml -------
   # The platform crate's source path comes from cargo itself (it is fetched on
   # first use); no registry path is hard-coded.
-  local plat_manifest config
-  plat_manifest=$(cargo metadata --locked --format-version 1 --filter-platform "$triple" 2>/dev/null \
-    | grep -o "\"manifest_path\":\"[^\"]*/$plat_pkg-[^\"/]*/Cargo.toml\"" | head -1 | cut -d'"' -f4)
+  local plat_manifest config metadata
+  # --locked: a stale tests/kernel/Cargo.lock (say, after the root crate
+  # gained a dependency) must fail loudly, not be rewritten behind the pins.
+  if ! metadata=$(cargo metadata --locked --format-version 1 --filter-platform "$triple" 2>&1); then
+    echo "$KERNEL_TAG: cargo metadata failed; is tests/kernel/Cargo.lock up to date?" >&2
+    tail -n 5 <<<"$metadata" >&2
+    exit 1
+  fi
+  plat_manifest=$(grep -o "\"manifest_path\":\"[^\"]*/$plat_pkg-[^\"/]*/Cargo.toml\"" <<<"$metadata" | head -1 | cut -d'"' -f4) || true
   [[ -n $plat_manifest ]] || { echo "$KERNEL_TAG: cannot locate $plat_pkg (cargo metadata)" >&2; exit 1; }
   # riscv64 and aarch64 take their RAM size from plat.phys-memory-size.
   config="$out_dir/$KERNEL_ARCH-smp$KERNEL_SMP$KERNEL_MEM_TAG.axconfig.toml"
