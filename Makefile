@@ -14,6 +14,11 @@
 #   bench       side-by-side benchmark (scripts/bench.mk)
 #   fuzz, loom, miri, faults   robustness checks (scripts/fuzz.mk)
 #   run         boot an ArceOS kernel with this heap (scripts/kernel.mk)
+#   scale       1/16/64 GiB arenas, 64 threads, per-CPU memory figures
+#               (optimised, printed; ~10 s; not part of `test`)
+#   churn       CHURN_SECS (default 180) of churn: results/churn.csv and
+#               results/churn.svg (not part of `test`)
+#   kernel-test-bigmem, kernel-test-smp: see scripts/kernel.mk
 #   bench-kernel  in-kernel benchmark on QEMU, buddy-slab vs tlsf (scripts/kernel.mk)
 
 ARCH ?= riscv64
@@ -24,7 +29,9 @@ ALLOC ?= buddy-slab
 
 CROSS_TARGETS := riscv64gc-unknown-none-elf aarch64-unknown-none-softfloat x86_64-unknown-none
 
-.PHONY: test host-test setup-host fmt-check clippy doc unit config-test cross
+.PHONY: test host-test setup-host fmt-check clippy doc unit config-test cross scale churn
+
+CHURN_SECS ?= 180
 
 test: host-test cross faults loom miri-smoke fuzz-smoke bench-smoke kernel-test bench-kernel-smoke kernel-config-test
 
@@ -60,6 +67,15 @@ cross:
 		echo "cargo build --no-default-features --target $$t"; \
 		cargo build --no-default-features --target $$t || exit 1; \
 	done
+
+scale:
+	cargo test --release --test scale --test contention --test percpu_memory -- \
+		--include-ignored --nocapture --test-threads 1
+
+churn:
+	CHURN_SECS=$(CHURN_SECS) CHURN_CSV=$(CURDIR)/results/churn.csv \
+		cargo test --release --test churn churn_long -- --ignored --nocapture
+	cargo run --release -q -p scale-plot -- results/churn.csv results/churn.svg
 
 -include scripts/kernel.mk
 -include scripts/bench.mk

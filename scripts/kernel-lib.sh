@@ -17,7 +17,9 @@
 # KERNEL_FEATURES (app features besides the backend's, space-separated),
 # CARGO_TARGET_DIR (default tests/kernel/target).
 # Variables set by kernel_setup: repo app tools_bin qemu_bin triple platform
-# plat_pkg features target_dir out_dir.
+# plat_pkg features target_dir out_dir, KERNEL_MEM_BYTES (MEM in bytes:
+# plat.phys-memory-size, and KERNEL_TEST_MEM_BYTES for the app) and
+# KERNEL_MEM_TAG ("-memMEM" unless MEM is 128M; in config and run names).
 
 KERNEL_TAG=${KERNEL_TAG:-kernel}
 KERNEL_PROFILE=${KERNEL_PROFILE:-release}
@@ -47,6 +49,14 @@ kernel_setup() {
   [[ -z $feats ]] || features=(--features "$feats")
   [[ $smp =~ ^[1-9][0-9]*$ ]] || { echo "$KERNEL_TAG: bad SMP '$smp'" >&2; exit 2; }
   KERNEL_ARCH=$arch KERNEL_SMP=$smp
+  case $MEM in
+    *[Gg]) KERNEL_MEM_BYTES=$((${MEM%[Gg]} << 30)) ;;
+    *[Mm]) KERNEL_MEM_BYTES=$((${MEM%[Mm]} << 20)) ;;
+    *) KERNEL_MEM_BYTES=$((MEM << 20)) ;;
+  esac
+  [[ $KERNEL_MEM_BYTES -gt 0 ]] || { echo "$KERNEL_TAG: bad MEM '$MEM'" >&2; exit 2; }
+  KERNEL_MEM_TAG=""
+  [[ $KERNEL_MEM_BYTES == $((128 << 20)) ]] || KERNEL_MEM_TAG="-mem$MEM"
 
   cd "$app"
   # One target dir for every arch and allocator: switching arch rebuilds
@@ -71,9 +81,11 @@ kernel_build() {
   fi
   plat_manifest=$(grep -o "\"manifest_path\":\"[^\"]*/$plat_pkg-[^\"/]*/Cargo.toml\"" <<<"$metadata" | head -1 | cut -d'"' -f4) || true
   [[ -n $plat_manifest ]] || { echo "$KERNEL_TAG: cannot locate $plat_pkg (cargo metadata)" >&2; exit 1; }
-  config="$out_dir/$KERNEL_ARCH-smp$KERNEL_SMP.axconfig.toml"
+  # riscv64 and aarch64 take their RAM size from plat.phys-memory-size.
+  config="$out_dir/$KERNEL_ARCH-smp$KERNEL_SMP$KERNEL_MEM_TAG.axconfig.toml"
   "$tools_bin/axconfig-gen" configs/defconfig.toml "$(dirname "$plat_manifest")/axconfig.toml" \
-    -w "arch=\"$KERNEL_ARCH\"" -w "platform=\"$platform\"" -w "plat.max-cpu-num=$KERNEL_SMP" -o "$config.new"
+    -w "arch=\"$KERNEL_ARCH\"" -w "platform=\"$platform\"" -w "plat.max-cpu-num=$KERNEL_SMP" \
+    -w "plat.phys-memory-size=$(printf '%#x' "$KERNEL_MEM_BYTES")" -o "$config.new"
   # Replace only on change: a rewritten file would rebuild axconfig and everything above it.
   if cmp -s "$config.new" "$config"; then rm "$config.new"; else mv "$config.new" "$config"; fi
 
@@ -83,6 +95,8 @@ kernel_build() {
   # linker script next to the final artifacts before the final link.
   local profile_dir=$KERNEL_PROFILE profile_args=(--release)
   if [[ $KERNEL_PROFILE != release ]]; then profile_args=(--profile "$KERNEL_PROFILE"); fi
+  # The app's all_memory_usable test reads the guest RAM size.
+  export KERNEL_TEST_MEM_BYTES=$KERNEL_MEM_BYTES
   export AX_CONFIG_PATH=$config AX_LOG=$log AX_ARCH=$KERNEL_ARCH AX_PLATFORM=$platform AX_SMP=$KERNEL_SMP AX_MODE=release
   export RUSTFLAGS="-Zcrate-attr=feature(core_io) -A unsafe_op_in_unsafe_fn -A unused_features \
 -C link-arg=-T$target_dir/$triple/$profile_dir/linker_$platform.lds -C link-arg=-no-pie -C link-arg=-znostart-stop-gc"

@@ -10,7 +10,11 @@
 #   LOG    kernel log level baked in at build time: off|error|warn|info|debug|trace
 #          (default info; the expect files rely on info-level boot lines)
 # Environment:
-#   MEM        guest memory (default 128M)
+#   MEM        guest memory (default 128M): QEMU's -m and, on riscv64 and
+#              aarch64 (which take RAM from the config, not from firmware),
+#              the kernel's plat.phys-memory-size. Plain numbers are MiB;
+#              suffixes M and G. Builds and logs for MEM other than 128M
+#              carry it in their names (ARCH-ALLOC-smpSMP-memMEM.log).
 #   TIMEOUT    seconds before QEMU is killed and the run fails (default 120)
 #   MODE=run   boot and show the output only, no checks (used by `make kernel-run`)
 #   EXPECT     expect file to use instead of tests/kernel/expect/ALLOC.out
@@ -44,7 +48,7 @@ KERNEL_TAG=kernel-test
 source "$(dirname "$0")/kernel-lib.sh"
 kernel_setup "$ARCH" "$ALLOC" "$SMP"
 expect=${EXPECT:-$app/expect/$ALLOC.out}
-name="$ARCH-$ALLOC-smp$SMP"
+name="$ARCH-$ALLOC-smp$SMP$KERNEL_MEM_TAG"
 
 t0=$(date +%s)
 kernel_build "$name" "$LOG"

@@ -15,6 +15,18 @@
 #                 x86_64 with SMP=4, for every backend in KERNEL_TEST_ALLOCS
 #                 (tlsf and buddy-slab); LOG=debug so the expect files can
 #                 check axalloc's init line. Fails on the first failure.
+#   kernel-test-bigmem  the same suite with BIGMEM of RAM (default 16G) on
+#                 every arch: buddy-slab must pass; the stock backend (tlsf,
+#                 bitmap page allocator capped at 256 MiB) is expected to
+#                 panic at boot, and the target checks that it does and
+#                 shows the line. About 6 minutes (rebuilds for the config);
+#                 not part of `make test`.
+#   kernel-test-smp  the suite with the most CPUs each QEMU machine takes
+#                 here (KERNEL_SMP_MAX: riscv64 8 (the platform config maps
+#                 the PLIC for 8 harts; 16 faults at boot), aarch64 8 (GICv2),
+#                 x86_64 16), buddy-slab only, with SMP_MEM (512M) of RAM:
+#                 at 128M x86_64 with 16 CPUs fails vec_3m's 16 MiB
+#                 allocation. Not part of `make test`.
 #   kernel-config-test  build riscv64 with configs/seed-classes.toml as the
 #                 allocator's knobs file and check that the kernel reports
 #                 its 9 size classes (a TOML change changes the kernel)
@@ -48,7 +60,11 @@ KERNEL_TEST_ARCHS ?= riscv64 aarch64 x86_64
 KERNEL_TEST_ALLOCS ?= tlsf buddy-slab
 BENCH_RUNS ?= 3
 
-.PHONY: kernel-setup kernel-run run kernel-test kernel-config-test bench-kernel bench-kernel-all bench-kernel-smoke
+.PHONY: kernel-setup kernel-run run kernel-test kernel-config-test bench-kernel bench-kernel-all bench-kernel-smoke kernel-test-bigmem kernel-test-smp
+
+BIGMEM ?= 16G
+KERNEL_SMP_MAX ?= riscv64:8 aarch64:8 x86_64:16
+SMP_MEM ?= 512M
 
 kernel-setup:
 	@scripts/setup-toolchain.sh >/dev/null
@@ -67,6 +83,24 @@ kernel-test:
 	done
 	@echo "kernel-test: all passed ($(KERNEL_TEST_ARCHS) x $(KERNEL_TEST_ALLOCS), SMP=4)"
 
+kernel-test-bigmem:
+	@for arch in $(KERNEL_TEST_ARCHS); do \
+		MEM=$(BIGMEM) TIMEOUT=600 scripts/kernel-test.sh $$arch buddy-slab 4 info || exit 1; \
+	done
+	@for arch in $(KERNEL_TEST_ARCHS); do \
+		log=tests/kernel/target/kernel-test/$$arch-tlsf-smp4-mem$(BIGMEM).log; \
+		if MEM=$(BIGMEM) TIMEOUT=600 scripts/kernel-test.sh $$arch tlsf 4 info >/dev/null 2>&1; then \
+			echo "kernel-test-bigmem: stock tlsf passed on $$arch with $(BIGMEM): update the README"; exit 1; \
+		fi; \
+		grep -a -m1 'bitmap capacity exceeded' $$log || { echo "kernel-test-bigmem: stock tlsf on $$arch failed otherwise, see $$log"; exit 1; }; \
+	done
+	@echo "kernel-test-bigmem: buddy-slab passed with $(BIGMEM) on $(KERNEL_TEST_ARCHS); stock tlsf panics at boot (256 MiB bitmap)"
+
+kernel-test-smp:
+	@for pair in $(KERNEL_SMP_MAX); do \
+		MEM=$(SMP_MEM) TIMEOUT=900 scripts/kernel-test.sh $${pair%%:*} buddy-slab $${pair##*:} info || exit 1; \
+	done
+	@echo "kernel-test-smp: buddy-slab passed with $(KERNEL_SMP_MAX)"
 kernel-config-test:
 	BUDDY_SLAB_CONFIG=$(CURDIR)/configs/seed-classes.toml \
 		EXPECT=$(CURDIR)/tests/kernel/expect/buddy-slab-seed-classes.out \

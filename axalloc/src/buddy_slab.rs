@@ -5,10 +5,12 @@
 
 use core::alloc::Layout;
 use core::ptr::NonNull;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use axallocator::{AllocError, AllocResult};
 use buddy_slab_allocator::AllocError as CoreError;
 use buddy_slab_allocator::arceos::{ArceOsHeap, region};
+use kspin::SpinNoIrq;
 use memory_addr::VirtAddr;
 
 use crate::PAGE_SIZE;
@@ -55,7 +57,27 @@ fn map_err(e: CoreError) -> AllocError {
 /// life; axruntime passes free RAM regions from the linear map.
 pub struct Backend {
     inner: DefaultByteAllocator,
+    /// `(start_vaddr, size)` of the part of the first region held back
+    /// until paging is up (see [`BOOT_MAPPED_BYTES`]); size 0 once added.
+    deferred: SpinNoIrq<(usize, usize)>,
+    /// Set once the deferred part has been added.
+    grown: AtomicBool,
 }
+
+/// The boot page tables of riscv64-qemu-virt and aarch64-qemu-virt map only
+/// the gigabyte of RAM that holds the kernel (x86-pc maps 512 GiB) until
+/// axmm builds the full linear map, and axruntime hands the heap over before
+/// that. The buddy prefers high memory, so with more than about 1 GiB of RAM
+/// it handed out pages that were not mapped yet and the kernel faulted in
+/// axmm's first page-table write. The first region is therefore cut at its
+/// first gigabyte boundary (the linear-map offsets are gigabyte aligned, so
+/// a virtual boundary is a physical one); the rest is added the first time
+/// the heap runs out, long after paging is up (axmm needs 2 MiB of page
+/// tables per GiB of RAM: 128 MiB for 64 GiB).
+const BOOT_MAPPED_BYTES: usize = 1 << 30;
+
+/// A first part smaller than this is not worth the wait: no cut.
+const MIN_FIRST_PART_BYTES: usize = 64 << 20;
 
 impl Backend {
     pub const NAME: &'static str = "buddy-slab";
@@ -63,17 +85,63 @@ impl Backend {
     pub const fn new() -> Self {
         Self {
             inner: DefaultByteAllocator::new(),
+            deferred: SpinNoIrq::new((0, 0)),
+            grown: AtomicBool::new(false),
         }
     }
 
     pub fn init(&self, start_vaddr: usize, size: usize) {
+        let cut = (start_vaddr | (BOOT_MAPPED_BYTES - 1)).wrapping_add(1);
+        let first = if cut > start_vaddr
+            && cut - start_vaddr >= MIN_FIRST_PART_BYTES
+            && cut - start_vaddr < size
+        {
+            *self.deferred.lock() = (cut, size - (cut - start_vaddr));
+            info!(
+                "axalloc: buddy-slab holds back [{cut:#x}, {:#x}) until the heap first runs out",
+                start_vaddr + size
+            );
+            cut - start_vaddr
+        } else {
+            size
+        };
         // SAFETY: the caller of `GlobalAllocator::init` hands over the region
         // (valid, writable, unused by anything else, for good); the backend
         // lives in a `static`, so it never moves; init runs once at boot.
-        let result = unsafe { self.inner.init(region(VirtAddr::from(start_vaddr), size)) };
+        let result = unsafe { self.inner.init(region(VirtAddr::from(start_vaddr), first)) };
         if let Err(e) = result {
-            panic!("axalloc: buddy-slab cannot manage [{start_vaddr:#x}, +{size:#x}): {e}");
+            panic!("axalloc: buddy-slab cannot manage [{start_vaddr:#x}, +{first:#x}): {e}");
         }
+    }
+
+    /// Adds the held-back part of the first region, if any; says whether a
+    /// retry may now succeed (also when another CPU just added it).
+    #[cold]
+    fn add_deferred(&self) -> bool {
+        let mut deferred = self.deferred.lock();
+        let (start, size) = core::mem::take(&mut *deferred);
+        if size == 0 {
+            return self.grown.load(Ordering::Acquire);
+        }
+        // SAFETY: the tail of the region handed over in `init`, not given to
+        // the core yet (`deferred` is emptied under its lock).
+        match unsafe { self.inner.add_region(region(VirtAddr::from(start), size)) } {
+            Ok(()) => info!("axalloc: buddy-slab adds the held-back [{start:#x}, +{size:#x})"),
+            Err(e) => error!("axalloc: buddy-slab cannot add [{start:#x}, +{size:#x}): {e}"),
+        }
+        self.grown.store(true, Ordering::Release);
+        true
+    }
+
+    /// Runs `f`; if it finds no memory (or an address in the held-back
+    /// part), adds the held-back part and runs it once more.
+    #[inline]
+    fn or_grow<T>(&self, f: impl Fn() -> Result<T, CoreError>) -> AllocResult<T> {
+        match f() {
+            Err(CoreError::NoMemory | CoreError::NotAllocated) if self.add_deferred() => f(),
+            r => r,
+        }
+        .map_err(map_err)
     }
 
     pub fn add_memory(&self, start_vaddr: usize, size: usize) -> AllocResult {
@@ -86,7 +154,7 @@ impl Backend {
     }
 
     pub fn alloc(&self, layout: Layout) -> AllocResult<NonNull<u8>> {
-        self.inner.alloc(layout).map_err(map_err)
+        self.or_grow(|| self.inner.alloc(layout))
     }
 
     /// # Safety
@@ -98,9 +166,7 @@ impl Backend {
     }
 
     pub fn alloc_pages(&self, num_pages: usize, align_pow2: usize) -> AllocResult<usize> {
-        self.inner
-            .alloc_pages(num_pages, align_pow2)
-            .map_err(map_err)
+        self.or_grow(|| self.inner.alloc_pages(num_pages, align_pow2))
     }
 
     pub fn alloc_pages_at(
@@ -113,7 +179,7 @@ impl Backend {
             return Err(AllocError::InvalidParam);
         }
         // The core reclaims per-CPU caches before it reports NoMemory.
-        self.inner.alloc_pages_at(start, num_pages).map_err(map_err)
+        self.or_grow(|| self.inner.alloc_pages_at(start, num_pages))
     }
 
     /// # Safety
@@ -133,10 +199,12 @@ impl Backend {
         self.inner.allocated_bytes()
     }
 
+    /// Free managed bytes plus the held-back part (its metadata included).
     pub fn available_bytes(&self) -> usize {
         self.inner
             .managed_bytes()
             .saturating_sub(self.inner.allocated_bytes())
+            + self.deferred.lock().1
     }
 
     pub fn used_pages(&self) -> usize {

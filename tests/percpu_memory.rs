@@ -1,0 +1,123 @@
+//! Per-CPU memory (issue 6, part 3): the bytes of state each CPU slot
+//! takes, and the most free memory one CPU's caches can hold, measured and
+//! compared with what the knobs in the configuration file allow.
+
+mod common;
+use buddy_slab_allocator::{GlobalAllocator, SlabAllocator};
+use common::{PAGE, arena};
+use core::alloc::Layout;
+use core::ptr::NonNull;
+
+/// A knob from the configuration file the crate was built with.
+fn knob(key: &str) -> usize {
+    let path = option_env!("BUDDY_SLAB_CONFIG")
+        .map(String::from)
+        .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/configs/default.toml").into());
+    let text = std::fs::read_to_string(&path).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with(&format!("{key} =")))
+        .unwrap_or_else(|| panic!("{key} not in {path}"));
+    let value = line
+        .split('=')
+        .nth(1)
+        .unwrap()
+        .split('#')
+        .next()
+        .unwrap()
+        .trim();
+    value.replace('_', "").parse().unwrap()
+}
+
+/// The slot the calling thread uses: the one whose counters moved.
+fn my_slot(heap: &GlobalAllocator<PAGE>) -> usize {
+    (0..heap.cpu_slots())
+        .find(|&i| {
+            let s = heap.cpu_stats(i).unwrap();
+            s.cached_page_bytes > 0 || s.slab.slab_bytes > 0
+        })
+        .expect("this thread's slot")
+}
+
+#[test]
+fn per_cpu_state_and_cache_bounds() {
+    let region = arena(256 << 20, PAGE, 0);
+    let start = region.as_ptr() as usize;
+    let mut heap = Box::new(GlobalAllocator::<PAGE>::new());
+    // SAFETY: leaked arena; boxed allocator.
+    unsafe { heap.init(region).unwrap() };
+
+    // CPU slots sit at the start of the first region, before its section.
+    let slots = heap.cpu_slots();
+    let slots_bytes = heap.managed_section(0).unwrap().region.0 - start;
+    assert_eq!(slots_bytes % slots, 0);
+    let slot_bytes = slots_bytes / slots;
+    assert_eq!(slot_bytes % 64, 0, "slots are cache-line aligned");
+
+    // Page cache: per order, free many blocks and watch the cache's peak.
+    let (orders, high) = (knob("page-cache-orders"), knob("page-cache-high"));
+    let mut page_cache_max = 0;
+    for order in 0..8 {
+        let pages = 1 << order;
+        let blocks: Vec<usize> = (0..3 * high)
+            .map(|_| heap.alloc_pages(pages, pages * PAGE).unwrap())
+            .collect();
+        heap.drain();
+        let mut peak = 0;
+        for b in blocks {
+            // SAFETY: allocated above with this count.
+            unsafe { heap.dealloc_pages(b, pages).unwrap() };
+            peak = peak.max(heap.stats().cached_page_bytes);
+        }
+        let want = if order < orders {
+            high * pages * PAGE
+        } else {
+            0
+        };
+        assert_eq!(peak, want, "page cache peak for order {order}");
+        page_cache_max += peak;
+        heap.drain();
+    }
+
+    // Slabs: fill three slabs of a class, free everything, see what stays.
+    let empty_kept = knob("empty-slabs-per-class");
+    let table = SlabAllocator::<PAGE>::default_table();
+    let mut slab_max = 0;
+    let mut id = None;
+    for class in table.classes() {
+        let size = table.object_bytes(class);
+        let slab_bytes = PAGE << table.slab_order(class);
+        let layout = Layout::from_size_align(size, 8).unwrap();
+        let objs: Vec<NonNull<u8>> = (0..3 * table.objects_per_slab(class))
+            .map(|_| heap.alloc(layout).unwrap())
+            .collect();
+        let me = *id.get_or_insert_with(|| my_slot(&heap));
+        for p in objs {
+            // SAFETY: allocated above with this layout.
+            unsafe { heap.dealloc(p, layout) };
+        }
+        let held = heap.cpu_stats(me).unwrap().slab.slab_bytes;
+        // The (now empty) active slab plus the empty slabs kept.
+        assert_eq!(held, (1 + empty_kept) * slab_bytes, "class of {size} B");
+        slab_max += held;
+        heap.drain();
+        assert_eq!(heap.cpu_stats(me).unwrap().slab.slab_bytes, 0);
+    }
+    heap.drain_all();
+    assert_eq!(heap.stats().invalid_frees, 0);
+
+    let per_cpu = slab_max + page_cache_max;
+    println!(
+        "per-CPU: slot {slot_bytes} B ({slots} slots = {} KiB); idle caches at most \
+         {} KiB of slabs ({} classes x (1 active + {empty_kept} empty)) + {} KiB of \
+         page cache ({high} blocks x orders 0..{orders}) = {} KiB per CPU; \
+         64 CPUs: {} KiB of state, {} MiB of caches",
+        slots_bytes >> 10,
+        slab_max >> 10,
+        table.len(),
+        page_cache_max >> 10,
+        per_cpu >> 10,
+        (65 * slot_bytes) >> 10,
+        (64 * per_cpu) >> 20,
+    );
+}
