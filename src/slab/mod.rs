@@ -253,15 +253,21 @@ impl<const PAGE_SIZE: usize> SlabAllocator<PAGE_SIZE> {
         if let Some(hdr) = unsafe { cache.active.as_ref() }
             && let Some(obj) = hdr.pop()
         {
-            cache.live_objects.add(1);
-            if DEBUG {
-                self.debug_on_alloc(hdr, obj);
-            }
-            // SAFETY: objects are never at address 0 (slabs are in
-            // managed memory, which starts above 0).
-            return SlabAllocResult::Allocated(unsafe { NonNull::new_unchecked(obj) });
+            return self.handed_out(class, hdr, obj);
         }
         self.alloc_slow(class)
+    }
+
+    /// Accounts for `obj`, just popped from `hdr`, and returns it.
+    #[inline(always)]
+    fn handed_out(&mut self, class: SizeClass, hdr: &SlabHeader, obj: *mut u8) -> SlabAllocResult {
+        self.caches[class.index()].live_objects.add(1);
+        if DEBUG {
+            self.debug_on_alloc(hdr, obj);
+        }
+        // SAFETY: objects are never at address 0 (slabs are in managed
+        // memory, which starts above 0).
+        SlabAllocResult::Allocated(unsafe { NonNull::new_unchecked(obj) })
     }
 
     #[cold]
@@ -284,12 +290,7 @@ impl<const PAGE_SIZE: usize> SlabAllocator<PAGE_SIZE> {
         if let Some(hdr) = unsafe { cache.active.as_ref() }
             && let Some(obj) = hdr.pop()
         {
-            cache.live_objects.add(1);
-            if DEBUG {
-                self.debug_on_alloc(hdr, obj);
-            }
-            // SAFETY: objects are never null.
-            return SlabAllocResult::Allocated(unsafe { NonNull::new_unchecked(obj) });
+            return self.handed_out(class, hdr, obj);
         }
         SlabAllocResult::NeedsSlab {
             size_class: class,
