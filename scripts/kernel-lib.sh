@@ -126,12 +126,24 @@ kernel_qemu() {
 }
 
 kernel_boot() {
-  local log=$1 timeout=$2
-  set +e
-  timeout --foreground "$timeout" "${qemu[@]}" </dev/null >"$log.raw" 2>&1
-  status=$?
-  set -e
-  # Strip ANSI colours and CRs so the expect regexes see plain text.
-  sed -e 's/\x1b\[[0-9;]*m//g' -e 's/\r//g' "$log.raw" >"$log"
-  rm -f "$log.raw"
+  local log=$1 timeout=$2 attempt
+  for attempt in 1 2; do
+    set +e
+    timeout --foreground "$timeout" "${qemu[@]}" </dev/null >"$log.raw" 2>&1
+    status=$?
+    set -e
+    # Strip ANSI colours and CRs so the expect regexes see plain text.
+    sed -e 's/\x1b\[[0-9;]*m//g' -e 's/\r//g' "$log.raw" >"$log"
+    rm -f "$log.raw"
+    # Known riscv64 platform race, not the allocator's: now and then a second
+    # hart enters the kernel's primary entry, the boot banner (`smp = N`)
+    # appears twice and axruntime panics re-initialising per-CPU state. Boot
+    # once more in that case only, and say so; any other failure stands.
+    if [[ $KERNEL_ARCH == riscv64 && $attempt == 1 && $(grep -a -c -x 'smp = [0-9]*' "$log") -gt 1 ]]; then
+      echo "$KERNEL_TAG: a second hart took the primary boot path (riscv64 boot race); booting again" >&2
+      cp "$log" "$log.boot-race"
+      continue
+    fi
+    return 0
+  done
 }
