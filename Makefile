@@ -16,8 +16,8 @@
 #   run         boot an ArceOS kernel with this heap (scripts/kernel.mk)
 #   scale       1/16/64 GiB arenas, 64 threads, per-CPU memory figures
 #               (optimised, printed; ~10 s; not part of `test`)
-#   churn       CHURN_SECS (default 180) of churn: results/churn.csv and
-#               results/churn.svg (not part of `test`)
+#   churn       CHURN_SECS (default 180) of churn: plot/results/churn.csv and
+#               plot/results/churn.svg (not part of `test`)
 #   kernel-test-bigmem, kernel-test-smp: see scripts/kernel.mk
 #   bench-kernel  in-kernel benchmark on QEMU, buddy-slab vs tlsf (scripts/kernel.mk)
 
@@ -73,9 +73,9 @@ scale:
 		--include-ignored --nocapture --test-threads 1
 
 churn:
-	CHURN_SECS=$(CHURN_SECS) CHURN_CSV=$(CURDIR)/results/churn.csv \
+	CHURN_SECS=$(CHURN_SECS) CHURN_CSV=$(CURDIR)/plot/results/churn.csv \
 		cargo test --release --test churn churn_long -- --ignored --nocapture
-	cargo run --release -q -p scale-plot -- results/churn.csv results/churn.svg
+	cargo run --release -q -p scale-plot -- plot/results/churn.csv plot/results/churn.svg
 
 -include scripts/kernel.mk
 -include scripts/bench.mk

@@ -13,8 +13,8 @@
 //!
 //! - `churn_short` (always on): 1.5 s, CSV in target/churn-short.csv.
 //! - `churn_long` (`#[ignore]`, `make churn`): CHURN_SECS seconds (default
-//!   180), CSV at CHURN_CSV (default results/churn.csv); `make churn` plots
-//!   it to results/churn.svg.
+//!   180), CSV at CHURN_CSV (default plot/results/churn.csv); `make churn` plots
+//!   it to plot/results/churn.svg.
 
 mod common;
 use buddy_slab_allocator::{GlobalAllocator, SlabAllocator};
@@ -209,7 +209,7 @@ fn churn_long() {
     let secs = std::env::var("CHURN_SECS").map_or(180.0, |s| s.parse().unwrap());
     let csv = churn(secs, Duration::from_millis(500));
     let path = std::env::var("CHURN_CSV")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/results/churn.csv").into());
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/plot/results/churn.csv").into());
     if let Some(dir) = std::path::Path::new(&path).parent() {
         std::fs::create_dir_all(dir).unwrap();
     }
