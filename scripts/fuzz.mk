@@ -11,7 +11,7 @@
 #   loom        the loom model of the remote-free path (tests/loom.rs)
 #   miri        Miri on the unit, integration and property tests (reduced
 #               sizes under cfg(miri)), with and without debug checks
-#   miri-smoke  the Miri subset CI runs (the buddy suite)
+#   miri-smoke  the Miri subset CI runs (the buddy and slab suites)
 #   faults      the fault matrix, with and without debug checks
 #   setup-fuzz  install the pinned nightly, Miri and cargo-fuzz
 
@@ -53,4 +53,4 @@ miri: setup-fuzz
 # Under Miri the exhaustive reciprocal unit test takes ~3 min and the slab
 # and fault suites several; CI runs the buddy suite (37 s) only.
 miri-smoke: setup-fuzz
-	$(MIRI) --test buddy
+	$(MIRI) --test buddy --test slab

@@ -6,6 +6,10 @@ use common::{PAGE, arena, check, fill};
 use core::alloc::Layout;
 use core::ptr::NonNull;
 
+/// Smaller under Miri, which interprets every instruction.
+const OBJECTS: u64 = if cfg!(miri) { 600 } else { 5000 };
+const SIZE_STEP: usize = if cfg!(miri) { 97 } else { 7 };
+
 struct Pair {
     buddy: BuddyAllocator<PAGE>,
     slab: SlabAllocator<PAGE>,
@@ -54,7 +58,7 @@ fn readme_flow_allocates_and_returns_slabs() {
     let mut p = Pair::new(8 << 20);
     let layout = Layout::from_size_align(64, 8).unwrap();
     let mut objs = Vec::new();
-    for i in 0..5000u64 {
+    for i in 0..OBJECTS {
         let o = p.alloc(layout);
         fill(o.as_ptr(), 64, i);
         objs.push((o, i));
@@ -91,9 +95,9 @@ fn readme_flow_allocates_and_returns_slabs() {
 
 #[test]
 fn every_size_and_alignment_is_honoured() {
-    let mut p = Pair::new(32 << 20);
+    let mut p = Pair::new(if cfg!(miri) { 8 << 20 } else { 32 << 20 });
     let mut live = Vec::new();
-    for size in (1..=2048).step_by(7) {
+    for size in (1..=2048).step_by(SIZE_STEP) {
         for align in [1, 8, 16, 64, 256, 2048] {
             let l = Layout::from_size_align(size, align).unwrap();
             let o = p.alloc(l);
