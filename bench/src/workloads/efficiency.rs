@@ -1,7 +1,9 @@
 //! Space workloads: heap efficiency f1 and f2, metadata overhead h. Deterministic for a given
 //! seed, so they run once per trial without interleaving.
 
-use super::{Block, Config, Outcome, free_all, free_checked, layout8, small_size};
+use super::{
+    Block, Config, Outcome, free_all, free_checked, layout8, small_size, try_alloc_tagged,
+};
 use crate::{
     allocators::{BenchAlloc, PAGE_BYTES},
     check::{check_head, check_tag, expect_block, tag_for, write_tag},
@@ -30,20 +32,12 @@ pub fn workload_f1<A: BenchAlloc>(cfg: &Config) -> Outcome {
                 if rng.range(0, 6) < 5 || live.is_empty() {
                     let size_bytes = small_size(&mut rng);
                     // SAFETY: non-zero size.
-                    let ptr = unsafe { alloc.alloc(layout8(size_bytes)) };
-                    if ptr.is_null() {
+                    let Some(block) = (unsafe { try_alloc_tagged(&alloc, size_bytes, next_id) })
+                    else {
                         break;
-                    }
-                    expect_block(ptr, layout8(size_bytes), A::NAME);
-                    let tag = tag_for(next_id);
+                    };
                     next_id += 1;
-                    // SAFETY: a fresh block of `size_bytes`.
-                    unsafe { write_tag(ptr, size_bytes, tag) };
-                    live.push(Block {
-                        ptr,
-                        size_bytes,
-                        tag,
-                    });
+                    live.push(block);
                     live_bytes += size_bytes;
                 } else {
                     let block = live.swap_remove(rng.range(0, live.len()));
@@ -84,20 +78,12 @@ pub fn workload_f2<A: BenchAlloc>(cfg: &Config) -> Outcome {
                 if action < 5 || live.is_empty() {
                     let size_bytes = talc_method_size(&mut rng);
                     // SAFETY: non-zero size.
-                    let ptr = unsafe { alloc.alloc(layout8(size_bytes)) };
-                    if ptr.is_null() {
+                    let Some(block) = (unsafe { try_alloc_tagged(&alloc, size_bytes, next_id) })
+                    else {
                         break;
-                    }
-                    expect_block(ptr, layout8(size_bytes), A::NAME);
-                    let tag = tag_for(next_id);
+                    };
                     next_id += 1;
-                    // SAFETY: a fresh block of `size_bytes`.
-                    unsafe { write_tag(ptr, size_bytes, tag) };
-                    live.push(Block {
-                        ptr,
-                        size_bytes,
-                        tag,
-                    });
+                    live.push(block);
                     live_bytes += size_bytes;
                 } else if action == 5 {
                     let block = live.swap_remove(rng.range(0, live.len()));

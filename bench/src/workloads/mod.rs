@@ -298,18 +298,43 @@ impl Block {
 /// - `size_bytes` must be non-zero.
 #[inline(always)]
 pub(crate) unsafe fn alloc_tagged<A: BenchAlloc>(alloc: &A, size_bytes: usize, id: u64) -> Block {
+    // SAFETY: forwarded caller contract.
+    let Some(block) = (unsafe { try_alloc_tagged(alloc, size_bytes, id) }) else {
+        panic!(
+            "{}: allocation of {:?} failed unexpectedly",
+            A::NAME,
+            layout8(size_bytes)
+        );
+    };
+    block
+}
+
+/// As [`alloc_tagged`], but out of memory is `None` instead of a panic (the
+/// efficiency workloads run until the first failure).
+///
+/// # Safety
+/// - `size_bytes` must be non-zero.
+#[inline(always)]
+pub(crate) unsafe fn try_alloc_tagged<A: BenchAlloc>(
+    alloc: &A,
+    size_bytes: usize,
+    id: u64,
+) -> Option<Block> {
     let layout = layout8(size_bytes);
     // SAFETY: non-zero size (caller contract).
     let ptr = unsafe { alloc.alloc(layout) };
+    if ptr.is_null() {
+        return None;
+    }
     expect_block(ptr, layout, A::NAME);
     let tag = tag_for(id);
     // SAFETY: `ptr` is a fresh block of `size_bytes` bytes.
     unsafe { write_tag(ptr, size_bytes, tag) };
-    Block {
+    Some(Block {
         ptr,
         size_bytes,
         tag,
-    }
+    })
 }
 
 /// Checks and frees a block from [`alloc_tagged`].
