@@ -30,8 +30,8 @@ use crate::error::{AllocError, AllocResult};
 use crate::platform::Platform;
 use crate::slab::header::SlabHeader;
 use crate::slab::{
-    ClassStats, MAX_OBJECT_BYTES, SizeClass, SlabAllocResult, SlabAllocator, SlabDeallocResult,
-    SlabStats,
+    ClassStats, MAX_OBJECT_BYTES, SizeClass, SizeClassTable, SlabAllocResult, SlabAllocator,
+    SlabDeallocResult, SlabStats,
 };
 use crate::sync::{AtomicPtr, AtomicUsize, Locked, Ordering, RawLock};
 use core::alloc::{GlobalAlloc, Layout};
@@ -95,6 +95,9 @@ pub struct GlobalAllocator<const PAGE_SIZE: usize, P: Platform = DefaultPlatform
     map: SectionMap,
     slots: AtomicPtr<CpuSlot<PAGE_SIZE>>,
     nr_slots: AtomicUsize,
+    /// `nr_slots - 1` once `slots` is published (Release after it), 0
+    /// before: the fast paths' one check for "initialised and an own slot".
+    nr_cpu_slots: AtomicUsize,
     invalid_frees: AtomicUsize,
     /// Bumped when an allocation runs out of memory: every CPU drains its
     /// caches on its next slow path once it sees a new value.
@@ -119,13 +122,19 @@ enum SlotChoice<'a, const PAGE_SIZE: usize> {
 }
 
 /// Evaluates `$body` with `$slot`, `$id` and `$local` bound to the current
-/// CPU's slot (or the shared slot, under its lock); `AllocResult` of it.
+/// CPU's slot (or the shared slot, under its lock). The first form gives
+/// `AllocResult` of the body (`NoMemory` before `init`); the second gives the
+/// body's value, or `$uninit` before `init`, so hot callers get one flat
+/// result instead of nested ones.
 ///
 /// A macro rather than a closure so the fast path's body is inlined into
 /// the caller; `$body` must not `return` or use `?` (it also runs inside a
 /// closure on the shared path): call a method instead.
 macro_rules! with_slot {
-    ($this:expr, |$slot:ident, $id:pat_param, $local:ident| $body:expr) => {{
+    ($this:expr, |$slot:ident, $id:pat_param, $local:ident| $body:expr) => {
+        with_slot!($this, |$slot, $id, $local| Ok($body); uninit = Err(AllocError::NoMemory))
+    };
+    ($this:expr, |$slot:ident, $id:pat_param, $local:ident| $body:expr; uninit = $uninit:expr) => {{
         let this = $this;
         let pin = P::pin();
         let result = match this.choose_slot(&pin) {
@@ -134,16 +143,23 @@ macro_rules! with_slot {
                 // (Platform contract); no other `local()` borrow of it is
                 // alive here.
                 let $local = unsafe { $slot.local() };
-                Ok($body)
+                $body
             }
             SlotChoice::Shared(slots, shared_id, cpu) => {
-                Ok(this.with_shared_slot((slots, shared_id, cpu), |$slot, $id, $local| $body))
+                this.with_shared_slot((slots, shared_id, cpu), |$slot, $id, $local| $body)
             }
-            SlotChoice::Uninit => Err(AllocError::NoMemory),
+            SlotChoice::Uninit => $uninit,
         };
         drop(pin);
         result
     }};
+}
+
+/// Whether the fast paths serve `layout`: 1..=2048 bytes, alignment ≤ 8
+/// (one class-table load finds the class).
+#[inline(always)]
+fn fast(layout: &Layout) -> bool {
+    layout.size().wrapping_sub(1) < MAX_OBJECT_BYTES && layout.align() <= 8
 }
 
 fn small(layout: &Layout) -> bool {
@@ -152,6 +168,9 @@ fn small(layout: &Layout) -> bool {
 
 impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
     const PAGE_SHIFT: u32 = PAGE_SIZE.trailing_zeros();
+    /// The size classes of every CPU slot (`CpuSlot::new`): a constant
+    /// address, so the fast paths find the class without a dependent load.
+    const TABLE: &'static SizeClassTable = SlabAllocator::<PAGE_SIZE>::default_table();
 
     /// An allocator with no memory; call [`Self::init`] before use.
     pub const fn new() -> Self {
@@ -161,6 +180,7 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
             map: SectionMap::new(),
             slots: AtomicPtr::new(ptr::null_mut()),
             nr_slots: AtomicUsize::new(0),
+            nr_cpu_slots: AtomicUsize::new(0),
             invalid_frees: AtomicUsize::new(0),
             reclaim_epoch: AtomicUsize::new(0),
             _platform: PhantomData,
@@ -202,6 +222,7 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         }
         self.nr_slots.store(nr_slots, Ordering::Relaxed);
         self.slots.store(slots, Ordering::Release);
+        self.nr_cpu_slots.store(nr_slots - 1, Ordering::Release);
         log::info!(
             "buddy-slab: {} CPU slots, {} size classes, {} managed bytes",
             nr_slots,
@@ -255,6 +276,21 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         }
     }
 
+    /// The pinned context's own slot, for the fast paths: `None` before
+    /// `init`, on the shared slot, or before the platform assigned an id.
+    #[inline(always)]
+    fn own_slot(&self, pin: &P::Pin) -> Option<&CpuSlot<PAGE_SIZE>> {
+        let id = P::cpu_id_hint(pin);
+        // Acquire pairs with `init`'s Release: a non-zero count means the
+        // slots are written and `slots` is published (G1).
+        if id >= self.nr_cpu_slots.load(Ordering::Acquire) {
+            return None;
+        }
+        let slots = self.slots.load(Ordering::Relaxed);
+        // SAFETY: id < nr_slots - 1: an initialised CPU slot (G1).
+        Some(unsafe { &*slots.add(id) })
+    }
+
     /// The slow half of `with_slot`: no exclusive CPU slot, so take the
     /// shared one under its lock. Kept out of line so the fast path inlines
     /// `f` once.
@@ -293,6 +329,37 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
     /// (or before `init`).
     #[inline]
     pub fn alloc(&self, layout: Layout) -> AllocResult<NonNull<u8>> {
+        match self.alloc_fast(layout) {
+            Some(p) => Ok(p),
+            None => self.alloc_slow(layout),
+        }
+    }
+
+    /// The fast path: a pop from the active slab of the current CPU's class.
+    /// `None` (nothing changed) sends the caller to `alloc_slow`. It returns
+    /// a bare pointer in a register: nested results here cost more than the
+    /// pop itself (spilled, then reloaded across a store-forwarding stall).
+    #[inline(always)]
+    fn alloc_fast(&self, layout: Layout) -> Option<NonNull<u8>> {
+        if !fast(&layout) {
+            return None;
+        }
+        let pin = P::pin();
+        let slot = self.own_slot(&pin)?;
+        // SAFETY: the pin makes this context the slot's only user (Platform
+        // contract); no other `local()` borrow of it is alive.
+        let p = unsafe { slot.local() }
+            .slab
+            .alloc_small(Self::TABLE.class_of_small(layout.size()));
+        drop(pin);
+        p
+    }
+
+    /// Every allocation the fast path does not serve: page runs, large
+    /// alignments, the shared slot, and slab refills.
+    #[cold]
+    #[inline(never)]
+    fn alloc_slow(&self, layout: Layout) -> AllocResult<NonNull<u8>> {
         if layout.size() == 0 {
             return Err(AllocError::InvalidParam);
         }
@@ -302,8 +369,7 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
             // SAFETY: page runs are never at address 0.
             return Ok(unsafe { NonNull::new_unchecked(addr as *mut u8) });
         }
-        with_slot!(self, |slot, id, local| self
-            .alloc_in(slot, id, local, layout))?
+        with_slot!(self, |slot, id, local| self.alloc_in(slot, id, local, layout); uninit = Err(AllocError::NoMemory))
     }
 
     #[inline(always)]
@@ -414,15 +480,50 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
     /// The caller gives the memory up: it is not used afterwards.
     #[inline]
     pub unsafe fn dealloc(&self, ptr: NonNull<u8>, layout: Layout) {
-        let addr = ptr.as_ptr() as usize;
+        // SAFETY: forwarded caller contract.
+        if !unsafe { self.dealloc_fast(ptr, layout) } {
+            // SAFETY: as above; the fast path changed nothing.
+            unsafe { self.dealloc_slow(ptr, layout) }
+        }
+    }
+
+    /// The fast path: an allocated object of the active slab of the current
+    /// CPU's class for `layout` goes back on its free list (validated as
+    /// in `free_local`). `false`, with nothing changed, for anything else.
+    ///
+    /// # Safety
+    /// As `dealloc`.
+    #[inline(always)]
+    unsafe fn dealloc_fast(&self, ptr: NonNull<u8>, layout: Layout) -> bool {
+        if !fast(&layout) {
+            return false;
+        }
+        let pin = P::pin();
+        let Some(slot) = self.own_slot(&pin) else {
+            return false;
+        };
+        // SAFETY: the pin makes this context the slot's only user (Platform
+        // contract); forwarded caller contract for the object.
+        let class = Self::TABLE.class_of_small(layout.size());
+        // SAFETY: as above.
+        let done = unsafe { slot.local().slab.free_small(ptr.as_ptr(), class) };
+        drop(pin);
+        done
+    }
+
+    /// Every free the fast path does not take: objects of other slabs and
+    /// CPUs, page runs, the shared slot, and every bad free (reported here).
+    ///
+    /// # Safety
+    /// As `dealloc`.
+    #[inline(never)]
+    unsafe fn dealloc_slow(&self, ptr: NonNull<u8>, layout: Layout) {
         // SAFETY: forwarded caller contract.
         let done = with_slot!(self, |slot, id, local| unsafe {
             self.dealloc_in(slot, id, local, ptr, layout)
-        });
-        match done {
-            Ok(Ok(())) => {}
-            Ok(Err(why)) => self.reject(addr, layout, why),
-            Err(_) => self.reject(addr, layout, "allocator not initialised"),
+        }; uninit = Err("allocator not initialised"));
+        if let Err(why) = done {
+            self.reject(ptr.as_ptr() as usize, layout, why);
         }
     }
 

@@ -30,6 +30,14 @@ pub unsafe trait Platform: 'static {
     /// The CPU slot the pinned context owns exclusively, or `None` when it
     /// owns none: it then uses the shared slot behind [`Platform::Lock`].
     fn cpu_id(pin: &Self::Pin) -> Option<usize>;
+    /// The fast paths' view of [`Platform::cpu_id`]: the same id when the
+    /// pinned context owns a slot, or any value `>= max_cpus()` when it owns
+    /// none *or has not been given one yet* (the slow path then calls
+    /// `cpu_id`, which may assign one). One compare instead of an `Option`.
+    #[inline(always)]
+    fn cpu_id_hint(pin: &Self::Pin) -> usize {
+        Self::cpu_id(pin).unwrap_or(usize::MAX)
+    }
     /// Number of exclusive CPU slots (every id is below it).
     fn max_cpus() -> usize;
     /// Physical address of the virtual address `vaddr` of managed memory.
@@ -177,6 +185,13 @@ mod host {
                 id = assign_slot();
             }
             (id < HOST_MAX_CPUS).then_some(id)
+        }
+
+        /// The slot id, or `UNASSIGNED`/`NONE_FREE` (both beyond every
+        /// slot): one TLS load.
+        #[inline(always)]
+        fn cpu_id_hint(_: &HostPin) -> usize {
+            SLOT_ID.get()
         }
 
         fn max_cpus() -> usize {

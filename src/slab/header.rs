@@ -69,6 +69,9 @@ pub(crate) struct SlabHeader {
     object_bytes: AtomicU32,
     recip: AtomicU32,
     nr_objects: AtomicU32,
+    /// `nr_objects * object_bytes`: the bounds check of `index_of` without
+    /// a multiply.
+    span: AtomicU32,
     /// `class | order << 8`.
     class_order: AtomicU32,
     owner_cpu: AtomicU32,
@@ -181,6 +184,7 @@ impl SlabHeader {
                 object_bytes: AtomicU32::new(geo.object_bytes as u32),
                 recip: AtomicU32::new(geo.recip),
                 nr_objects: AtomicU32::new(geo.nr_objects as u32),
+                span: AtomicU32::new((geo.nr_objects * geo.object_bytes) as u32),
                 class_order: AtomicU32::new(geo.class as u32 | (geo.order << 8)),
                 owner_cpu: AtomicU32::new(owner_cpu as u32),
                 alloc_bits: CacheLine([const { Cell::new(0) }; BITMAP_WORDS]),
@@ -254,7 +258,7 @@ impl SlabHeader {
     fn index_of(&self, obj: usize) -> Result<usize, FreeFault> {
         let off = obj.wrapping_sub(self.base());
         let size = self.object_bytes();
-        if off >= self.nr_objects() * size {
+        if off >= self.span.load(Ordering::Relaxed) as usize {
             return Err(FreeFault::NotAnObject);
         }
         // C4: exact for every offset inside a slab.
@@ -278,7 +282,7 @@ impl SlabHeader {
         let Ok(idx) = self.index_of(obj as usize) else {
             return self.corrupt_free_list(obj);
         };
-        let (w, bit) = (idx / 64, 1u64 << (idx % 64));
+        let (w, bit) = word_bit(idx);
         let word = self.alloc_bits[w].get();
         if word & bit != 0 {
             return self.corrupt_free_list(obj);
@@ -328,7 +332,7 @@ impl SlabHeader {
     #[inline(always)]
     pub(crate) unsafe fn free_local(&self, obj: *mut u8) -> Result<(), FreeFault> {
         let idx = self.index_of(obj as usize)?;
-        let (w, bit) = (idx / 64, 1u64 << (idx % 64));
+        let (w, bit) = word_bit(idx);
         let word = self.alloc_bits[w].get();
         // A pending remote free of the same object is a double free too.
         if word & bit == 0 || self.remote_bits[w].load(Ordering::Relaxed) & bit != 0 {
@@ -362,7 +366,7 @@ impl SlabHeader {
         // SeqCst with `queued` below: against the owner's `queued = false`
         // then `swap(bits)` (see `absorb_remote`), either the owner sees this
         // bit or this CPU sees `queued == false` and queues the slab.
-        let prev = self.remote_bits[idx / 64].fetch_or(bit, Ordering::SeqCst);
+        let prev = self.remote_bits[word_bit(idx).0].fetch_or(bit, Ordering::SeqCst);
         let result = if prev & bit != 0 {
             Err(FreeFault::DoubleFree)
         } else if self.queued.load(Ordering::SeqCst) {
@@ -438,7 +442,7 @@ impl SlabHeader {
     #[inline]
     pub(crate) fn is_allocated(&self, obj: *mut u8) -> bool {
         self.index_of(obj as usize).is_ok_and(|idx| {
-            let (w, bit) = (idx / 64, 1u64 << (idx % 64));
+            let (w, bit) = word_bit(idx);
             self.alloc_bits[w].get() & bit != 0
                 && self.remote_bits[w].load(Ordering::Relaxed) & bit == 0
         })
@@ -487,6 +491,13 @@ impl SlabHeader {
             "S1: objects lost"
         );
     }
+}
+
+/// Bitmap word and bit of object `idx`. `idx < MAX_OBJECTS` (from
+/// `index_of`, C3), so the `%` changes nothing but drops a bounds check.
+#[inline(always)]
+fn word_bit(idx: usize) -> (usize, u64) {
+    ((idx / 64) % BITMAP_WORDS, 1u64 << (idx % 64))
 }
 
 /// Lock-free stack of slabs with remote frees, one per CPU slot.

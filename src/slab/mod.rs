@@ -117,10 +117,12 @@ impl SlabList {
     }
 }
 
-/// One class's slabs.
+/// One class's slabs, on one cache line (the fast paths touch `active` and
+/// `live_objects` of one class; a shift indexes the array).
 ///
 /// The counters are atomics written only by the owner (a relaxed load and
 /// store, no read-modify-write), so statistics can be read from any CPU.
+#[repr(align(64))]
 struct ClassCache {
     active: *mut SlabHeader,
     partial: SlabList,
@@ -253,21 +255,63 @@ impl<const PAGE_SIZE: usize> SlabAllocator<PAGE_SIZE> {
         if let Some(hdr) = unsafe { cache.active.as_ref() }
             && let Some(obj) = hdr.pop()
         {
-            return self.handed_out(class, hdr, obj);
+            return SlabAllocResult::Allocated(self.handed_out(class, hdr, obj));
         }
         self.alloc_slow(class)
     }
 
+    /// Fast path of the facade: an object of `class` from its active slab,
+    /// or `None` when that slab has no free object (nothing changed; take
+    /// [`Self::alloc_class`]).
+    #[inline(always)]
+    pub(crate) fn alloc_small(&mut self, class: SizeClass) -> Option<NonNull<u8>> {
+        // `% MAX_CLASSES` keeps a valid class (C2) and drops the bounds check.
+        let cache = &self.caches[class.index() % MAX_CLASSES];
+        // SAFETY: `active` is null or a live slab of this class (L1).
+        let hdr = unsafe { cache.active.as_ref() }?;
+        let obj = hdr.pop()?;
+        Some(self.handed_out(class, hdr, obj))
+    }
+
+    /// Fast path of the facade's free: frees `obj`, a request of `class`, if
+    /// it is an allocated object of the class's active slab. Returns
+    /// `false`, having changed nothing, for anything else (another slab, a
+    /// bad free, debug checks on): the caller then takes the validating
+    /// path, which also reports.
+    ///
+    /// # Safety
+    /// The caller owns this allocator's CPU slot and gives the object up.
+    #[inline(always)]
+    pub(crate) unsafe fn free_small(&mut self, obj: *mut u8, class: SizeClass) -> bool {
+        if DEBUG {
+            return false;
+        }
+        let cache = &mut self.caches[class.index() % MAX_CLASSES];
+        // SAFETY: `active` is null or a live slab of this class owned by
+        // this allocator (L1), so its header is trusted without the magic
+        // check; `free_local` validates `obj` against it before any write.
+        let Some(hdr) = (unsafe { cache.active.as_ref() }) else {
+            return false;
+        };
+        // SAFETY: forwarded caller contract; an Active slab needs no list
+        // move after a free.
+        if unsafe { hdr.free_local(obj) }.is_err() {
+            return false;
+        }
+        cache.live_objects.sub(1);
+        true
+    }
+
     /// Accounts for `obj`, just popped from `hdr`, and returns it.
     #[inline(always)]
-    fn handed_out(&mut self, class: SizeClass, hdr: &SlabHeader, obj: *mut u8) -> SlabAllocResult {
-        self.caches[class.index()].live_objects.add(1);
+    fn handed_out(&mut self, class: SizeClass, hdr: &SlabHeader, obj: *mut u8) -> NonNull<u8> {
+        self.caches[class.index() % MAX_CLASSES].live_objects.add(1);
         if DEBUG {
             self.debug_on_alloc(hdr, obj);
         }
         // SAFETY: objects are never at address 0 (slabs are in managed
         // memory, which starts above 0).
-        SlabAllocResult::Allocated(unsafe { NonNull::new_unchecked(obj) })
+        unsafe { NonNull::new_unchecked(obj) }
     }
 
     #[cold]
@@ -290,7 +334,7 @@ impl<const PAGE_SIZE: usize> SlabAllocator<PAGE_SIZE> {
         if let Some(hdr) = unsafe { cache.active.as_ref() }
             && let Some(obj) = hdr.pop()
         {
-            return self.handed_out(class, hdr, obj);
+            return SlabAllocResult::Allocated(self.handed_out(class, hdr, obj));
         }
         SlabAllocResult::NeedsSlab {
             size_class: class,

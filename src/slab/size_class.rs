@@ -159,6 +159,14 @@ impl SizeClassTable {
         self.aligned_class(c, layout.align())
     }
 
+    /// The class of a request of `size` bytes with alignment ≤ 8, where
+    /// `1 <= size <= 2048` (the caller checked): one table load (C2).
+    #[inline(always)]
+    pub(crate) fn class_of_small(&self, size: usize) -> SizeClass {
+        debug_assert!((1..=MAX_OBJECT_BYTES).contains(&size));
+        SizeClass(self.index[size.div_ceil(8)])
+    }
+
     /// The smallest class from `first` whose objects are `align`-aligned.
     #[cold]
     #[inline(never)]
