@@ -769,7 +769,46 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
     ///
     /// # Errors
     /// `InvalidParam`, `NoMemory`.
+    #[inline]
     pub fn alloc_pages(&self, count: usize, align_bytes: usize) -> AllocResult<usize> {
+        match self.alloc_pages_fast(count, align_bytes) {
+            Some(addr) => Ok(addr),
+            None => self.alloc_pages_slow(count, align_bytes),
+        }
+    }
+
+    /// The fast path: a block from the current CPU's page cache. `None`
+    /// (nothing changed) when the request is not cacheable or the cache of
+    /// its order is empty.
+    #[inline(always)]
+    fn alloc_pages_fast(&self, count: usize, align_bytes: usize) -> Option<usize> {
+        let order = PageCache::order_for(count, align_bytes >> Self::PAGE_SHIFT)?;
+        if !(align_bytes == 0 || align_bytes.is_power_of_two()) {
+            return None;
+        }
+        let pin = P::pin();
+        let slot = self.own_slot(&pin)?;
+        // SAFETY: the pin makes this context the slot's only user (Platform
+        // contract); no other `local()` borrow of it is alive.
+        let local = unsafe { slot.local() };
+        let addr = local.pages.pop(order)?;
+        slot.cached_page_bytes.sub(PAGE_SIZE << order);
+        // Cached blocks are ours (P1), in managed memory: a plain store hands
+        // one out.
+        let Some(meta) = self.meta_in(local, addr) else {
+            // P1 broken: leak the block rather than hand out memory we
+            // cannot account for.
+            log::error!("buddy-slab: cached block {addr:#x} is outside managed memory");
+            return None;
+        };
+        meta.set(PageKind::Allocated, 0);
+        drop(pin);
+        Some(addr)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn alloc_pages_slow(&self, count: usize, align_bytes: usize) -> AllocResult<usize> {
         if count == 0 || !(align_bytes == 0 || align_bytes.is_power_of_two()) {
             return Err(AllocError::InvalidParam);
         }
@@ -894,7 +933,58 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
     ///
     /// # Safety
     /// The caller owns the run and does not use it afterwards.
+    #[inline]
     pub unsafe fn dealloc_pages(&self, addr: usize, count: usize) -> AllocResult {
+        if self.dealloc_pages_fast(addr, count) {
+            return Ok(());
+        }
+        // SAFETY: forwarded caller contract; the fast path changed nothing.
+        unsafe { self.dealloc_pages_slow(addr, count) }
+    }
+
+    /// The fast path: a run that is a cacheable block goes to the current
+    /// CPU's page cache if it has room. `false`, with nothing changed, for
+    /// anything else (bad frees included: the slow path reports them).
+    #[inline(always)]
+    fn dealloc_pages_fast(&self, addr: usize, count: usize) -> bool {
+        let Some(order) = PageCache::order_for(count, 1) else {
+            return false;
+        };
+        if !addr.is_multiple_of(PAGE_SIZE << order) {
+            return false;
+        }
+        let pin = P::pin();
+        let Some(slot) = self.own_slot(&pin) else {
+            return false;
+        };
+        // SAFETY: the pin makes this context the slot's only user (Platform
+        // contract); no other `local()` borrow of it is alive.
+        let local = unsafe { slot.local() };
+        if local.pages.is_full(order) {
+            return false;
+        }
+        let Some(meta) = self.meta_in(local, addr) else {
+            return false;
+        };
+        if meta.run_pages() as usize != count
+            || !meta.transition(PageKind::Allocated, PageKind::Cached)
+        {
+            return false;
+        }
+        // Claimed (exactly one of two racing frees gets here, see
+        // `free_run`); `run_pages` only changes under a claim, so the check
+        // above still holds.
+        let pushed = local.pages.push(order, addr);
+        debug_assert!(pushed, "checked for room above");
+        slot.cached_page_bytes.add(PAGE_SIZE << order);
+        drop(pin);
+        true
+    }
+
+    /// # Safety
+    /// As `dealloc_pages`.
+    #[inline(never)]
+    unsafe fn dealloc_pages_slow(&self, addr: usize, count: usize) -> AllocResult {
         let done = with_slot!(self, |slot, _, local| self
             .free_run_at(slot, local, addr, count));
         match done {

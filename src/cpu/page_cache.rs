@@ -49,6 +49,12 @@ impl PageCache {
         Some(self.blocks[order][self.slot(order, len)])
     }
 
+    /// Whether the ring of `order` is full.
+    #[inline]
+    pub(crate) fn is_full(&self, order: usize) -> bool {
+        self.len[order] == PAGE_CACHE_HIGH
+    }
+
     /// Caches `addr`; returns false if the order's ring is full.
     #[inline]
     pub(crate) fn push(&mut self, order: usize, addr: usize) -> bool {
