@@ -491,10 +491,15 @@ impl<const PAGE_SIZE: usize> BuddyAllocator<PAGE_SIZE> {
                 let s = self.section_mut(i);
                 let idx = (addr >> Self::PAGE_SHIFT) - s.base_pfn;
                 let m = s.meta(idx);
-                let ok = m.kind() == PageKind::Cached && m.run_pages() == 1 << order;
+                let ok = m.kind() == PageKind::Cached
+                    && m.run_pages() == 1 << order
+                    && (s.base_pfn + idx).is_multiple_of(1 << order)
+                    && idx + (1 << order) <= s.nr_pages;
                 if ok {
+                    // A cached block is naturally aligned (P1, checked
+                    // above): one block, no run carving.
                     m.set(PageKind::Tail, 0);
-                    s.free_run(idx, 1 << order);
+                    s.free_block(idx, order);
                 }
                 ok
             });

@@ -87,6 +87,16 @@ impl Section {
         unsafe { &*self.meta.as_ptr().add(idx) }
     }
 
+    /// `meta` for an index the caller has just checked against `nr_pages`
+    /// (no clamp: the merge loop calls this once per level).
+    #[inline(always)]
+    fn meta_checked(&self, idx: usize) -> &PageMeta {
+        debug_assert!(idx < self.nr_pages);
+        // SAFETY: the caller checked idx < nr_pages; `meta` holds nr_pages
+        // initialised entries (B7).
+        unsafe { &*self.meta.as_ptr().add(idx) }
+    }
+
     /// Order of the largest block starting at `idx` that is naturally aligned
     /// and fits in `pages` pages.
     #[inline]
@@ -138,7 +148,9 @@ impl Section {
             let Some(buddy) = buddy_pfn.checked_sub(self.base_pfn) else {
                 break;
             };
-            if buddy + (1 << order) > self.nr_pages || !self.meta(buddy).is(PageKind::Free, order) {
+            if buddy + (1 << order) > self.nr_pages
+                || !self.meta_checked(buddy).is(PageKind::Free, order)
+            {
                 break;
             }
             self.remove_free(buddy, order);
