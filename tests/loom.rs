@@ -20,8 +20,25 @@ fn report(test: &str) {
 }
 
 const SLAB_BYTES: usize = 4096;
-const OBJ: usize = 64;
-const NR_OBJECTS: usize = 4;
+
+/// The two remote-free protocols (see `SlabHeader` S7): slabs of at most
+/// 63 objects keep the queued flag beside their remote bits (one
+/// `fetch_or` per remote free); larger slabs use the separate flag and the
+/// in-flight count (S4, S6).
+#[derive(Clone, Copy)]
+struct Geometry {
+    object_bytes: usize,
+    nr_objects: usize,
+}
+
+const SINGLE_WORD: Geometry = Geometry {
+    object_bytes: 64,
+    nr_objects: 4,
+};
+const MULTI_WORD: Geometry = Geometry {
+    object_bytes: 8,
+    nr_objects: 64,
+};
 
 /// A leaked, slab-aligned block: the model's slab memory.
 fn slab_memory() -> usize {
@@ -37,6 +54,9 @@ fn builder() -> loom::model::Builder {
     if b.preemption_bound.is_none() {
         b.preemption_bound = Some(5);
     }
+    // The multi-word slab's final re-allocation of all 64 objects loads a
+    // remote word per pop: loom counts each load as a branch.
+    b.max_branches = 10_000;
     b
 }
 
@@ -68,12 +88,26 @@ unsafe fn owner_absorb(slab: Slab, absorbed_faults: &mut usize, released: &mut b
 /// that is queued (or about to be pushed) must never be released.
 #[test]
 fn remote_frees_race_owner_absorb_and_release() {
+    remote_frees_race(SINGLE_WORD, true);
+    report("remote_frees_race_owner_absorb_and_release (single word)");
+    remote_frees_race(MULTI_WORD, false);
+    report("remote_frees_race_owner_absorb_and_release (multi word)");
+}
+
+/// The body of `remote_frees_race_owner_absorb_and_release`. With
+/// `delivered`, also asserts that every remote free reached the owner
+/// through the pending stack (S7 makes that a single-RMW property).
+fn remote_frees_race(geo: Geometry, delivered: bool) {
+    let Geometry {
+        object_bytes,
+        nr_objects,
+    } = geo;
     let base = slab_memory();
     builder().check(move || {
         ITERATIONS.fetch_add(1, Relaxed);
         // SAFETY: the leaked block is aligned, writable and ours; each
         // model iteration formats it anew.
-        let slab = unsafe { Slab::format(base, SLAB_BYTES, OBJ, NR_OBJECTS) };
+        let slab = unsafe { Slab::format(base, SLAB_BYTES, object_bytes, nr_objects) };
         // SAFETY: this thread is the owner until it spawns the remote ones.
         let objs: Vec<usize> = (0..3).map(|_| unsafe { slab.alloc() }.unwrap()).collect();
         let pending = Arc::new(Pending::new());
@@ -104,13 +138,22 @@ fn remote_frees_race_owner_absorb_and_release() {
         pending.take_all(|s| unsafe { owner_absorb(s, &mut faults, &mut released) });
 
         // Wake-up delivery (a set remote bit implies the slab is queued) is
-        // not asserted: it rests on the single total order of SeqCst
-        // accesses (the owner's `queued = false` then bit load, against a
-        // remote's bit `fetch_or` then `queued` load), which loom models as
-        // AcqRel only (tokio-rs/loom#180), so loom shows executions no
-        // conforming machine produces. The stress test covers it on real
-        // hardware. What is asserted: each object is freed exactly once,
-        // either on the free list or still in the remote bitmap.
+        // asserted for single-word slabs only: for the others it rests on
+        // the single total order of SeqCst accesses (the owner's `queued =
+        // false` then bit load, against a remote's bit `fetch_or` then
+        // `queued` load), which loom models as AcqRel only
+        // (tokio-rs/loom#180), so loom shows executions no conforming
+        // machine produces; the stress test covers it on real hardware.
+        // Always asserted: each object is freed exactly once, either on the
+        // free list or still in the remote bitmap.
+        if delivered && !released {
+            // SAFETY: owner thread; the remote threads have exited.
+            assert_eq!(
+                unsafe { slab.nr_allocated() },
+                0,
+                "a remote free was not delivered through the pending stack"
+            );
+        }
         if !released {
             // SAFETY: owner thread; the remote threads have exited.
             unsafe {
@@ -126,17 +169,16 @@ fn remote_frees_race_owner_absorb_and_release() {
         // The objects are handed out again, each once.
         if !released {
             // SAFETY: owner thread.
-            let mut again: Vec<usize> = (0..NR_OBJECTS)
+            let mut again: Vec<usize> = (0..nr_objects)
                 .map(|_| unsafe { slab.alloc() }.unwrap())
                 .collect();
             again.sort_unstable();
             again.dedup();
-            assert_eq!(again.len(), NR_OBJECTS, "an object was handed out twice");
+            assert_eq!(again.len(), nr_objects, "an object was handed out twice");
             // SAFETY: owner thread.
             assert_eq!(unsafe { slab.alloc() }, None);
         }
     });
-    report("remote_frees_race_owner_absorb_and_release");
 }
 
 /// Two remote CPUs free the same object while the owner absorbs: exactly one
@@ -144,11 +186,18 @@ fn remote_frees_race_owner_absorb_and_release() {
 /// and the object is on the free list once.
 #[test]
 fn racing_remote_double_free_is_caught_once() {
+    racing_remote_double_free(SINGLE_WORD);
+    report("racing_remote_double_free_is_caught_once (single word)");
+    racing_remote_double_free(MULTI_WORD);
+    report("racing_remote_double_free_is_caught_once (multi word)");
+}
+
+fn racing_remote_double_free(geo: Geometry) {
     let base = slab_memory();
     builder().check(move || {
         ITERATIONS.fetch_add(1, Relaxed);
         // SAFETY: as above.
-        let slab = unsafe { Slab::format(base, SLAB_BYTES, OBJ, NR_OBJECTS) };
+        let slab = unsafe { Slab::format(base, SLAB_BYTES, geo.object_bytes, geo.nr_objects) };
         // SAFETY: owner thread.
         let (a, keep) = unsafe { (slab.alloc().unwrap(), slab.alloc().unwrap()) };
         let pending = Arc::new(Pending::new());
@@ -185,5 +234,4 @@ fn racing_remote_double_free_is_caught_once() {
             assert!(slab.free_local(keep));
         }
     });
-    report("racing_remote_double_free_is_caught_once");
 }

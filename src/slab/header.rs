@@ -21,6 +21,9 @@ use crate::sync::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Orde
 use core::cell::Cell;
 use core::ptr;
 
+/// S7: the queued flag of a single-word slab, beside its object bits.
+const QUEUED_BIT: u64 = 1 << 63;
+
 /// Bytes reserved for the header at the end of each slab.
 pub const HEADER_BYTES: usize = core::mem::size_of::<SlabHeader>();
 const BITMAP_WORDS: usize = MAX_OBJECTS / 64;
@@ -53,6 +56,12 @@ pub(crate) enum SlabState {
 ///   access to this header; a slab with one in flight is never released
 ///   (`is_queued` covers both, so every release check honours S4 and S6).
 /// - S5: `magic == MAGIC ^ base` while the slab is live.
+/// - S7: a slab of at most 63 objects (`single_word`) keeps its queued flag
+///   in bit 63 of `remote_bits[0]` ([`QUEUED_BIT`]) instead of `queued`,
+///   and never uses `remote_inflight`: a remote free sets its object's bit
+///   and the flag in one `fetch_or`, so no window opens between publishing
+///   the free and claiming the push, and a set object bit implies the flag.
+///   The owner clears bits and flag together with one `swap`.
 #[repr(C, align(64))]
 pub(crate) struct SlabHeader {
     // --- cache line 0: what every local alloc and free reads ---
@@ -243,6 +252,12 @@ impl SlabHeader {
         self.nr_objects.load(Ordering::Relaxed) as usize
     }
 
+    /// S7: whether the remote bits and the queued flag share one word.
+    #[inline]
+    fn single_word(&self) -> bool {
+        self.nr_objects() < 64
+    }
+
     #[inline]
     pub(crate) fn nr_allocated(&self) -> usize {
         self.nr_allocated.get() as usize
@@ -358,15 +373,29 @@ impl SlabHeader {
     /// taken. Without S6 the owner could absorb the bit, see the slab empty
     /// and not queued, and release it while this CPU was about to set
     /// `queued` and push it (a use after free found by the loom model).
+    ///
+    /// A single-word slab (S7) needs one `fetch_or`: it publishes the free
+    /// and claims the push at once, and the header is not touched after it
+    /// unless this CPU must push (then the flag keeps the slab alive, S4).
     #[inline]
     pub(crate) fn free_remote(&self, obj: *mut u8) -> Result<bool, FreeFault> {
         let idx = self.index_of(obj as usize)?;
-        let bit = 1u64 << (idx % 64);
+        let (w, bit) = word_bit(idx);
+        if self.single_word() {
+            // Release: our last uses of the object happen before the
+            // owner's Acquire swap that takes the bit.
+            let prev = self.remote_bits[0].fetch_or(bit | QUEUED_BIT, Ordering::AcqRel);
+            if prev & bit != 0 {
+                // The bit implies the flag (S7): nothing changed.
+                return Err(FreeFault::DoubleFree);
+            }
+            return Ok(prev & QUEUED_BIT == 0);
+        }
         self.remote_inflight.fetch_add(1, Ordering::SeqCst);
         // SeqCst with `queued` below: against the owner's `queued = false`
         // then `swap(bits)` (see `absorb_remote`), either the owner sees this
         // bit or this CPU sees `queued == false` and queues the slab.
-        let prev = self.remote_bits[word_bit(idx).0].fetch_or(bit, Ordering::SeqCst);
+        let prev = self.remote_bits[w].fetch_or(bit, Ordering::SeqCst);
         let result = if prev & bit != 0 {
             Err(FreeFault::DoubleFree)
         } else if self.queued.load(Ordering::SeqCst) {
@@ -382,16 +411,24 @@ impl SlabHeader {
     /// Moves every remotely freed object to the local free list (owner only).
     /// Returns the number of double frees found (S3 violations).
     pub(crate) fn absorb_remote(&self) -> usize {
-        self.queued.store(false, Ordering::SeqCst);
+        let single = self.single_word();
+        if !single {
+            self.queued.store(false, Ordering::SeqCst);
+        }
         let (base, size) = (self.base(), self.object_bytes());
         let mut faults = self.stray_remote.replace(0) as usize;
-        for w in 0..BITMAP_WORDS {
-            if self.remote_bits[w].load(Ordering::SeqCst) == 0 {
+        let words = if single { 1 } else { BITMAP_WORDS };
+        for w in 0..words {
+            if !single && self.remote_bits[w].load(Ordering::SeqCst) == 0 {
                 continue;
             }
             // Acquire (in SeqCst): the freeing CPU's last uses of the objects
-            // happen before we reuse them.
+            // happen before we reuse them. A single-word slab's flag goes
+            // with its bits (S7): the next remote free pushes it again.
             let mut bits = self.remote_bits[w].swap(0, Ordering::SeqCst);
+            if single {
+                bits &= !QUEUED_BIT;
+            }
             let mut alloc = self.alloc_bits[w].get();
             while bits != 0 {
                 let b = bits.trailing_zeros() as usize;
@@ -453,6 +490,9 @@ impl SlabHeader {
     /// released.
     #[inline]
     pub(crate) fn is_queued(&self) -> bool {
+        if self.single_word() {
+            return self.remote_bits[0].load(Ordering::SeqCst) & QUEUED_BIT != 0;
+        }
         // In-flight first: a remote free that has not started yet cannot
         // have had its bit absorbed, so its object still counts as live;
         // one that finished set `queued` first if it had to push.
