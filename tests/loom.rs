@@ -21,10 +21,10 @@ fn report(test: &str) {
 
 const SLAB_BYTES: usize = 4096;
 
-/// The two remote-free protocols (see `SlabHeader` S7): slabs of at most
-/// 63 objects keep the queued flag beside their remote bits (one
-/// `fetch_or` per remote free); larger slabs use the separate flag and the
-/// in-flight count (S4, S6).
+/// The two shapes of the remote-free protocol (`SlabHeader` S4): a slab
+/// of at most 63 objects has one remote word, and the free that opens its
+/// epoch pushes the slab at once; larger slabs go through the remote
+/// summary first.
 #[derive(Clone, Copy)]
 struct Geometry {
     object_bytes: usize,
@@ -37,8 +37,25 @@ const SINGLE_WORD: Geometry = Geometry {
 };
 const MULTI_WORD: Geometry = Geometry {
     object_bytes: 8,
-    nr_objects: 64,
+    nr_objects: 130,
 };
+
+/// Owner, before any other thread exists: allocates every object, keeps
+/// `n` of them as far apart as the slab allows (so a multi-word slab's
+/// remote frees land in different words), frees the rest locally.
+fn spread_objects(slab: Slab, n: usize) -> Vec<usize> {
+    // SAFETY: the calling thread is the slab's only user so far.
+    let all: Vec<usize> = core::iter::from_fn(|| unsafe { slab.alloc() }).collect();
+    assert!(n >= 2 && all.len() >= n);
+    let picks: Vec<usize> = (0..n).map(|i| i * (all.len() - 1) / (n - 1)).collect();
+    for (i, &obj) in all.iter().enumerate() {
+        if !picks.contains(&i) {
+            // SAFETY: as above.
+            assert!(unsafe { slab.free_local(obj) });
+        }
+    }
+    picks.into_iter().map(|i| all[i]).collect()
+}
 
 /// A leaked, slab-aligned block: the model's slab memory.
 fn slab_memory() -> usize {
@@ -88,16 +105,14 @@ unsafe fn owner_absorb(slab: Slab, absorbed_faults: &mut usize, released: &mut b
 /// that is queued (or about to be pushed) must never be released.
 #[test]
 fn remote_frees_race_owner_absorb_and_release() {
-    remote_frees_race(SINGLE_WORD, true);
+    remote_frees_race(SINGLE_WORD);
     report("remote_frees_race_owner_absorb_and_release (single word)");
-    remote_frees_race(MULTI_WORD, false);
+    remote_frees_race(MULTI_WORD);
     report("remote_frees_race_owner_absorb_and_release (multi word)");
 }
 
-/// The body of `remote_frees_race_owner_absorb_and_release`. With
-/// `delivered`, also asserts that every remote free reached the owner
-/// through the pending stack (S7 makes that a single-RMW property).
-fn remote_frees_race(geo: Geometry, delivered: bool) {
+/// The body of `remote_frees_race_owner_absorb_and_release`.
+fn remote_frees_race(geo: Geometry) {
     let Geometry {
         object_bytes,
         nr_objects,
@@ -108,8 +123,7 @@ fn remote_frees_race(geo: Geometry, delivered: bool) {
         // SAFETY: the leaked block is aligned, writable and ours; each
         // model iteration formats it anew.
         let slab = unsafe { Slab::format(base, SLAB_BYTES, object_bytes, nr_objects) };
-        // SAFETY: this thread is the owner until it spawns the remote ones.
-        let objs: Vec<usize> = (0..3).map(|_| unsafe { slab.alloc() }.unwrap()).collect();
+        let objs = spread_objects(slab, 3);
         let pending = Arc::new(Pending::new());
 
         let remote = |mine: Vec<usize>| {
@@ -137,16 +151,11 @@ fn remote_frees_race(geo: Geometry, delivered: bool) {
         // SAFETY: owner thread.
         pending.take_all(|s| unsafe { owner_absorb(s, &mut faults, &mut released) });
 
-        // Wake-up delivery (a set remote bit implies the slab is queued) is
-        // asserted for single-word slabs only: for the others it rests on
-        // the single total order of SeqCst accesses (the owner's `queued =
-        // false` then bit load, against a remote's bit `fetch_or` then
-        // `queued` load), which loom models as AcqRel only
-        // (tokio-rs/loom#180), so loom shows executions no conforming
-        // machine produces; the stress test covers it on real hardware.
-        // Always asserted: each object is freed exactly once, either on the
-        // free list or still in the remote bitmap.
-        if delivered && !released {
+        // Wake-up delivery: every remote free reached the owner through the
+        // pending stack (the epoch flags and the summary are read-modify-
+        // writes, so this rests on coherence alone, not on a SeqCst total
+        // order, which loom models as AcqRel only, tokio-rs/loom#180).
+        if !released {
             // SAFETY: owner thread; the remote threads have exited.
             assert_eq!(
                 unsafe { slab.nr_allocated() },
@@ -198,8 +207,8 @@ fn racing_remote_double_free(geo: Geometry) {
         ITERATIONS.fetch_add(1, Relaxed);
         // SAFETY: as above.
         let slab = unsafe { Slab::format(base, SLAB_BYTES, geo.object_bytes, geo.nr_objects) };
-        // SAFETY: owner thread.
-        let (a, keep) = unsafe { (slab.alloc().unwrap(), slab.alloc().unwrap()) };
+        let spread = spread_objects(slab, 2);
+        let (a, keep) = (spread[1], spread[0]);
         let pending = Arc::new(Pending::new());
         let handles: Vec<_> = (0..2)
             .map(|_| {

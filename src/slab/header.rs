@@ -17,12 +17,15 @@
 
 use super::size_class::MAX_OBJECTS;
 use crate::debug;
-use crate::sync::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use crate::sync::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use core::cell::Cell;
 use core::ptr;
 
-/// S7: the queued flag of a single-word slab, beside its object bits.
+/// S4: a remote word's flag `Q`, beside its object bits.
 const QUEUED_BIT: u64 = 1 << 63;
+/// S4: in `remote_summary`, the slab is on (or about to be pushed to) its
+/// owner's pending stack; bits `0..BITMAP_WORDS` name the words to take.
+const PUSHED: u32 = 1 << 31;
 
 /// Bytes reserved for the header at the end of each slab.
 pub const HEADER_BYTES: usize = core::mem::size_of::<SlabHeader>();
@@ -50,18 +53,25 @@ pub(crate) enum SlabState {
 ///   not yet freed locally or absorbed from the remote bitmap.
 /// - S3: a remote bit is set only for an object whose alloc bit is set (a
 ///   violation is a double free, caught when the bit is absorbed).
-/// - S4: `queued` is true iff the slab is on its owner's pending stack or a
-///   remote CPU is about to push it; a queued slab is never released.
-/// - S6: `remote_inflight` counts remote frees between their first and last
-///   access to this header; a slab with one in flight is never released
-///   (`is_queued` covers both, so every release check honours S4 and S6).
 /// - S5: `magic == MAGIC ^ base` while the slab is live.
-/// - S7: a slab of at most 63 objects (`single_word`) keeps its queued flag
-///   in bit 63 of `remote_bits[0]` ([`QUEUED_BIT`]) instead of `queued`,
-///   and never uses `remote_inflight`: a remote free sets its object's bit
-///   and the flag in one `fetch_or`, so no window opens between publishing
-///   the free and claiming the push, and a set object bit implies the flag.
-///   The owner clears bits and flag together with one `swap`.
+/// - S4 (remote frees, *epochs*): bit 63 of each remote word is that
+///   word's flag `Q` ([`QUEUED_BIT`]); objects never use it (index 63 of
+///   every word is reserved: never on the free list, rejected by
+///   `index_of`). A remote free sets its object's bit and `Q` in one
+///   `fetch_or`, so a set object bit implies `Q`. The free that finds `Q`
+///   clear opens the word's epoch and is responsible for delivering it:
+///   in a slab of at most 63 objects (one word) it pushes the slab on the
+///   owner's pending stack at once; otherwise it first sets the word's
+///   bit and [`PUSHED`] in `remote_summary` and pushes only if `PUSHED`
+///   was clear. The owner takes a word (`swap` to 0, closing its epoch)
+///   only after taking a summary that names it (one-word slabs: after
+///   popping the slab), so while a responsible free is between its two
+///   steps its object stays live in the owner's view and the slab cannot
+///   be released. A slab with `PUSHED` or any `Q` set is never released
+///   (`is_queued`): it is on the pending stack or about to be.
+///
+/// Remote frees cost one atomic read-modify-write, two (plus the push)
+/// for the free that opens an epoch.
 #[repr(C, align(64))]
 pub(crate) struct SlabHeader {
     // --- cache line 0: what every local alloc and free reads ---
@@ -90,8 +100,8 @@ pub(crate) struct SlabHeader {
     remote_bits: CacheLine<[AtomicU64; BITMAP_WORDS]>,
     // --- cache line 3: slow paths (remote queueing, list links) ---
     _line3: Align64,
-    queued: AtomicBool,
-    remote_inflight: AtomicU32,
+    /// S4: `PUSHED` and the words whose epochs wait for the owner.
+    remote_summary: AtomicU32,
     pending_next: AtomicPtr<SlabHeader>,
     pub(super) next: Cell<*mut SlabHeader>,
     pub(super) prev: Cell<*mut SlabHeader>,
@@ -119,7 +129,7 @@ struct Align64;
 #[cfg(not(loom))]
 const _: () = {
     assert!(HEADER_BYTES == 256, "four cache lines");
-    assert!(core::mem::offset_of!(SlabHeader, queued) == 192);
+    assert!(core::mem::offset_of!(SlabHeader, remote_summary) == 192);
     assert!(core::mem::offset_of!(SlabHeader, alloc_bits) == 64);
     assert!(core::mem::offset_of!(SlabHeader, remote_bits) == 128);
 };
@@ -167,7 +177,8 @@ impl SlabHeader {
         // Link objects in address order: the first allocations walk memory
         // forwards, which prefetchers like.
         let mut next = ptr::null_mut::<u8>();
-        for i in (0..geo.nr_objects).rev() {
+        // Index 63 of every word is reserved for the word's flag (S4).
+        for i in (0..geo.nr_objects).rev().filter(|&i| !is_reserved(i)) {
             let obj = (base + i * geo.object_bytes) as *mut u8;
             // SAFETY: obj is inside the slab (C3) and 8-aligned (sizes are
             // multiples of 8, base is page aligned); caller owns the memory.
@@ -202,8 +213,7 @@ impl SlabHeader {
                 #[cfg(loom)]
                 remote_bits: CacheLine(core::array::from_fn(|_| AtomicU64::new(0))),
                 _line3: Align64,
-                queued: AtomicBool::new(false),
-                remote_inflight: AtomicU32::new(0),
+                remote_summary: AtomicU32::new(0),
                 pending_next: AtomicPtr::new(ptr::null_mut()),
             });
         }
@@ -252,7 +262,8 @@ impl SlabHeader {
         self.nr_objects.load(Ordering::Relaxed) as usize
     }
 
-    /// S7: whether the remote bits and the queued flag share one word.
+    /// Whether the remote bits fit one word: a free that opens the epoch
+    /// then pushes without the summary (S4).
     #[inline]
     fn single_word(&self) -> bool {
         self.nr_objects() < 64
@@ -278,7 +289,7 @@ impl SlabHeader {
         }
         // C4: exact for every offset inside a slab.
         let idx = ((off as u64 * self.recip.load(Ordering::Relaxed) as u64) >> 32) as usize;
-        if idx * size != off {
+        if idx * size != off || is_reserved(idx) {
             return Err(FreeFault::NotAnObject);
         }
         Ok(idx)
@@ -365,93 +376,87 @@ impl SlabHeader {
 
     /// Records a free of `obj` from a CPU other than the owner.
     /// Returns `Ok(true)` if the caller must push the slab on the owner's
-    /// pending stack (it was not queued yet).
+    /// pending stack.
     ///
-    /// Once the remote bit is set the owner may absorb it at once, so every
-    /// later access to this header is covered: by `remote_inflight` (S6)
-    /// until this function returns, then by `queued` (S4) until the push is
-    /// taken. Without S6 the owner could absorb the bit, see the slab empty
-    /// and not queued, and release it while this CPU was about to set
-    /// `queued` and push it (a use after free found by the loom model).
-    ///
-    /// A single-word slab (S7) needs one `fetch_or`: it publishes the free
-    /// and claims the push at once, and the header is not touched after it
-    /// unless this CPU must push (then the flag keeps the slab alive, S4).
+    /// One `fetch_or` publishes the free; only the free that opens its
+    /// word's epoch touches the header again (S4), and while it does, its
+    /// own object keeps the slab alive.
     #[inline]
     pub(crate) fn free_remote(&self, obj: *mut u8) -> Result<bool, FreeFault> {
         let idx = self.index_of(obj as usize)?;
         let (w, bit) = word_bit(idx);
-        if self.single_word() {
-            // Release: our last uses of the object happen before the
-            // owner's Acquire swap that takes the bit.
-            let prev = self.remote_bits[0].fetch_or(bit | QUEUED_BIT, Ordering::AcqRel);
-            if prev & bit != 0 {
-                // The bit implies the flag (S7): nothing changed.
-                return Err(FreeFault::DoubleFree);
-            }
-            return Ok(prev & QUEUED_BIT == 0);
+        // Release: our last uses of the object happen before the owner's
+        // Acquire swap that takes the bit.
+        let prev = self.remote_bits[w].fetch_or(bit | QUEUED_BIT, Ordering::AcqRel);
+        if prev & bit != 0 {
+            // The bit implies `Q` (S4): nothing changed.
+            return Err(FreeFault::DoubleFree);
         }
-        self.remote_inflight.fetch_add(1, Ordering::SeqCst);
-        // SeqCst with `queued` below: against the owner's `queued = false`
-        // then `swap(bits)` (see `absorb_remote`), either the owner sees this
-        // bit or this CPU sees `queued == false` and queues the slab.
-        let prev = self.remote_bits[w].fetch_or(bit, Ordering::SeqCst);
-        let result = if prev & bit != 0 {
-            Err(FreeFault::DoubleFree)
-        } else if self.queued.load(Ordering::SeqCst) {
-            Ok(false)
-        } else {
-            Ok(!self.queued.swap(true, Ordering::SeqCst))
-        };
-        // Last access to the header unless we queued it (then S4 holds it).
-        self.remote_inflight.fetch_sub(1, Ordering::SeqCst);
-        result
+        if prev & QUEUED_BIT != 0 {
+            // Another free is delivering this word's epoch.
+            return Ok(false);
+        }
+        if self.single_word() {
+            return Ok(true);
+        }
+        // AcqRel: the owner that takes this summary (Acquire) then sees
+        // our bit when it swaps the word.
+        let summary = self
+            .remote_summary
+            .fetch_or(PUSHED | 1 << w, Ordering::AcqRel);
+        Ok(summary & PUSHED == 0)
     }
 
-    /// Moves every remotely freed object to the local free list (owner only).
-    /// Returns the number of double frees found (S3 violations).
+    /// Moves the remote frees the slab was pushed for to the local free
+    /// list (owner only; the slab came off the pending stack, S4). Returns
+    /// the number of double frees found (S3 violations).
     pub(crate) fn absorb_remote(&self) -> usize {
-        let single = self.single_word();
-        if !single {
-            self.queued.store(false, Ordering::SeqCst);
-        }
-        let (base, size) = (self.base(), self.object_bytes());
+        let words = if self.single_word() {
+            1
+        } else {
+            // Acquire: see the bits of every word the summary names.
+            self.remote_summary.swap(0, Ordering::AcqRel) & !PUSHED
+        };
         let mut faults = self.stray_remote.replace(0) as usize;
-        let words = if single { 1 } else { BITMAP_WORDS };
-        for w in 0..words {
-            if !single && self.remote_bits[w].load(Ordering::SeqCst) == 0 {
+        let mut words = words;
+        while words != 0 {
+            let w = words.trailing_zeros() as usize % BITMAP_WORDS;
+            words &= words - 1;
+            faults += self.absorb_word(w);
+        }
+        faults
+    }
+
+    /// Takes remote word `w`, closing its epoch (S4), and frees its
+    /// objects locally. Returns the double frees found.
+    fn absorb_word(&self, w: usize) -> usize {
+        let (base, size) = (self.base(), self.object_bytes());
+        // Acquire: the freeing CPUs' last uses of the objects happen before
+        // we reuse them.
+        let mut bits = self.remote_bits[w].swap(0, Ordering::AcqRel) & !QUEUED_BIT;
+        let mut alloc = self.alloc_bits[w].get();
+        let mut faults = 0;
+        while bits != 0 {
+            let b = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            if alloc & (1 << b) == 0 {
+                faults += 1;
+                log::error!(
+                    "slab {base:#x}: double free of object {:#x} (remote)",
+                    base + (w * 64 + b) * size
+                );
                 continue;
             }
-            // Acquire (in SeqCst): the freeing CPU's last uses of the objects
-            // happen before we reuse them. A single-word slab's flag goes
-            // with its bits (S7): the next remote free pushes it again.
-            let mut bits = self.remote_bits[w].swap(0, Ordering::SeqCst);
-            if single {
-                bits &= !QUEUED_BIT;
-            }
-            let mut alloc = self.alloc_bits[w].get();
-            while bits != 0 {
-                let b = bits.trailing_zeros() as usize;
-                bits &= bits - 1;
-                if alloc & (1 << b) == 0 {
-                    faults += 1;
-                    log::error!(
-                        "slab {base:#x}: double free of object {:#x} (remote)",
-                        base + (w * 64 + b) * size
-                    );
-                    continue;
-                }
-                alloc &= !(1 << b);
-                let obj = (base + (w * 64 + b) * size) as *mut u8;
-                // SAFETY: the object's alloc bit was set and a remote free
-                // gave it back (S3); it is ours to link.
-                unsafe { obj.cast::<*mut u8>().write(self.free_head.get()) };
-                self.poison(obj);
-                self.free_head.set(obj);
-                self.nr_allocated.set(self.nr_allocated.get() - 1);
-            }
-            self.alloc_bits[w].set(alloc);
+            alloc &= !(1 << b);
+            let obj = (base + (w * 64 + b) * size) as *mut u8;
+            // SAFETY: the object's alloc bit was set and a remote free
+            // gave it back (S3); it is ours to link.
+            unsafe { obj.cast::<*mut u8>().write(self.free_head.get()) };
+            self.poison(obj);
+            self.free_head.set(obj);
+            self.nr_allocated.set(self.nr_allocated.get() - 1);
         }
+        self.alloc_bits[w].set(alloc);
         faults
     }
 
@@ -485,18 +490,15 @@ impl SlabHeader {
         })
     }
 
-    /// Whether the slab is on (or about to be pushed to) a pending stack, or
-    /// a remote free of it is in flight (S4, S6): then it must not be
-    /// released.
+    /// Whether the slab is on (or about to be pushed to) its owner's
+    /// pending stack (S4): then it must not be released.
     #[inline]
     pub(crate) fn is_queued(&self) -> bool {
-        if self.single_word() {
-            return self.remote_bits[0].load(Ordering::SeqCst) & QUEUED_BIT != 0;
-        }
-        // In-flight first: a remote free that has not started yet cannot
-        // have had its bit absorbed, so its object still counts as live;
-        // one that finished set `queued` first if it had to push.
-        self.remote_inflight.load(Ordering::SeqCst) != 0 || self.queued.load(Ordering::SeqCst)
+        self.remote_summary.load(Ordering::SeqCst) & PUSHED != 0
+            || self
+                .remote_bits
+                .iter()
+                .any(|word| word.load(Ordering::SeqCst) & QUEUED_BIT != 0)
     }
 
     /// Checks S1 and S2; panics on a violation.
@@ -525,12 +527,15 @@ impl SlabHeader {
         }
         let allocated: u32 = self.alloc_bits.iter().map(|w| w.get().count_ones()).sum();
         assert_eq!(allocated as usize, self.nr_allocated(), "S2");
-        assert_eq!(
-            free + self.nr_allocated(),
-            self.nr_objects(),
-            "S1: objects lost"
-        );
+        let usable = (0..self.nr_objects()).filter(|&i| !is_reserved(i)).count();
+        assert_eq!(free + self.nr_allocated(), usable, "S1: objects lost");
     }
+}
+
+/// Whether object index `idx` is reserved for its word's flag (S4).
+#[inline(always)]
+fn is_reserved(idx: usize) -> bool {
+    idx % 64 == 63
 }
 
 /// Bitmap word and bit of object `idx`. `idx < MAX_OBJECTS` (from
