@@ -46,9 +46,13 @@ pub(crate) enum SlabState {
 }
 
 /// Slab bookkeeping. Invariants (checked by `check`):
-/// - S1: `free_head` lists exactly the objects whose alloc bit is clear,
-///   each once, all inside `[base, base + nr_objects * object_bytes)` at
-///   object boundaries.
+/// - S1: `free_head` lists objects whose alloc bit is clear, each once,
+///   all inside `[base, base + nr_objects * object_bytes)` at object
+///   boundaries; the other free objects (clear bit, not listed) number
+///   `unlinked`. While the list is empty every free object is unlinked, so
+///   `pop` takes the lowest clear bit. Remote frees are absorbed as
+///   unlinked objects: the owner flips bits instead of writing a link into
+///   each object (whose cache line the freeing CPU holds).
 /// - S2: `nr_allocated` = number of set alloc bits = objects handed out and
 ///   not yet freed locally or absorbed from the remote bitmap.
 /// - S3: a remote bit is set only for an object whose alloc bit is set (a
@@ -82,6 +86,8 @@ pub(crate) struct SlabHeader {
     /// by the next `absorb_remote`.
     stray_remote: Cell<u32>,
     pub(super) state: Cell<SlabState>,
+    /// Free objects not on the free list (S1).
+    unlinked: Cell<u16>,
     // immutable while the slab lives
     base: AtomicUsize,
     magic: AtomicUsize,
@@ -199,6 +205,7 @@ impl SlabHeader {
                 nr_allocated: Cell::new(0),
                 stray_remote: Cell::new(0),
                 state: Cell::new(SlabState::Empty),
+                unlinked: Cell::new(0),
                 base: AtomicUsize::new(base),
                 magic: AtomicUsize::new(MAGIC ^ base),
                 object_bytes: AtomicU32::new(geo.object_bytes as u32),
@@ -276,7 +283,14 @@ impl SlabHeader {
 
     #[inline]
     pub(crate) fn has_free(&self) -> bool {
-        !self.free_head.get().is_null()
+        !self.free_head.get().is_null() || self.unlinked.get() != 0
+    }
+
+    /// Objects the slab can hand out: index 63 of each word is reserved (S4).
+    #[inline]
+    fn usable_objects(&self) -> usize {
+        let n = self.nr_objects();
+        n - n / 64
     }
 
     /// Object index of `obj`, if it is an object boundary of this slab.
@@ -295,15 +309,16 @@ impl SlabHeader {
         Ok(idx)
     }
 
-    /// Pops a free object (owner only). Returns `None` when the free list is
-    /// empty, or when it is found corrupted (a write after free): then the
-    /// rest of the list is dropped, which leaks those objects but never
-    /// hands out memory twice.
+    /// Pops a free object (owner only): the head of the free list, else
+    /// the lowest unlinked one (S1). Returns `None` when the slab has no
+    /// free object. A corrupted free list (a write after free) is dropped
+    /// and its objects are found through their alloc bits instead: nothing
+    /// leaks and nothing is handed out twice.
     #[inline(always)]
     pub(crate) fn pop(&self) -> Option<*mut u8> {
         let obj = self.free_head.get();
         if obj.is_null() {
-            return None;
+            return self.pop_unlinked();
         }
         let Ok(idx) = self.index_of(obj as usize) else {
             return self.corrupt_free_list(obj);
@@ -328,6 +343,41 @@ impl SlabHeader {
         Some(obj)
     }
 
+    /// Pops the lowest unlinked free object; only called with the free list
+    /// empty, when every clear alloc bit is one (S1).
+    #[inline(never)]
+    fn pop_unlinked(&self) -> Option<*mut u8> {
+        if self.unlinked.get() == 0 {
+            return None;
+        }
+        let n = self.nr_objects();
+        for w in 0..BITMAP_WORDS.min(n.div_ceil(64)) {
+            let alloc = self.alloc_bits[w].get();
+            let free = !alloc & object_mask(n, w);
+            if free == 0 {
+                continue;
+            }
+            let b = free.trailing_zeros() as usize;
+            let bit = 1u64 << b;
+            let obj = (self.base() + (w * 64 + b) * self.object_bytes()) as *mut u8;
+            // S3, as in `pop`.
+            if self.remote_bits[w].load(Ordering::Relaxed) & bit != 0 {
+                self.stray_remote_free(obj, w, bit);
+            }
+            self.alloc_bits[w].set(alloc | bit);
+            self.nr_allocated.set(self.nr_allocated.get() + 1);
+            self.unlinked.set(self.unlinked.get() - 1);
+            return Some(obj);
+        }
+        log::error!(
+            "slab {:#x}: {} unlinked objects counted, none free (S1)",
+            self.base(),
+            self.unlinked.get()
+        );
+        self.unlinked.set(0);
+        None
+    }
+
     #[cold]
     fn stray_remote_free(&self, obj: *mut u8, w: usize, bit: u64) {
         // Relaxed: only the bit matters; a valid remote free cannot target
@@ -343,11 +393,15 @@ impl SlabHeader {
     #[cold]
     fn corrupt_free_list(&self, obj: *mut u8) -> Option<*mut u8> {
         log::error!(
-            "slab {:#x}: free list corrupted at {obj:p} (write after free?); dropping the rest",
+            "slab {:#x}: free list corrupted at {obj:p} (write after free?); \
+             finding its objects by their alloc bits",
             self.base()
         );
+        // Every free object is now unlinked (S1).
         self.free_head.set(ptr::null_mut());
-        None
+        self.unlinked
+            .set((self.usable_objects() - self.nr_allocated()) as u16);
+        self.pop_unlinked()
     }
 
     /// Frees `obj` on the owner CPU.
@@ -428,36 +482,45 @@ impl SlabHeader {
     }
 
     /// Takes remote word `w`, closing its epoch (S4), and frees its
-    /// objects locally. Returns the double frees found.
+    /// objects as unlinked (S1): bit operations only, no object is touched
+    /// (except to poison it under debug checks). Returns the double frees
+    /// found.
     fn absorb_word(&self, w: usize) -> usize {
-        let (base, size) = (self.base(), self.object_bytes());
         // Acquire: the freeing CPUs' last uses of the objects happen before
         // we reuse them.
-        let mut bits = self.remote_bits[w].swap(0, Ordering::AcqRel) & !QUEUED_BIT;
-        let mut alloc = self.alloc_bits[w].get();
-        let mut faults = 0;
-        while bits != 0 {
-            let b = bits.trailing_zeros() as usize;
-            bits &= bits - 1;
-            if alloc & (1 << b) == 0 {
-                faults += 1;
-                log::error!(
-                    "slab {base:#x}: double free of object {:#x} (remote)",
-                    base + (w * 64 + b) * size
-                );
-                continue;
-            }
-            alloc &= !(1 << b);
-            let obj = (base + (w * 64 + b) * size) as *mut u8;
-            // SAFETY: the object's alloc bit was set and a remote free
-            // gave it back (S3); it is ours to link.
-            unsafe { obj.cast::<*mut u8>().write(self.free_head.get()) };
-            self.poison(obj);
-            self.free_head.set(obj);
-            self.nr_allocated.set(self.nr_allocated.get() - 1);
+        let bits = self.remote_bits[w].swap(0, Ordering::AcqRel) & !QUEUED_BIT;
+        let alloc = self.alloc_bits[w].get();
+        let (freed, doubles) = (bits & alloc, bits & !alloc);
+        if doubles != 0 {
+            self.report_remote_doubles(w, doubles);
         }
-        self.alloc_bits[w].set(alloc);
-        faults
+        self.alloc_bits[w].set(alloc & !freed);
+        let n = freed.count_ones();
+        self.nr_allocated.set(self.nr_allocated.get() - n);
+        self.unlinked.set(self.unlinked.get() + n as u16);
+        if debug::ENABLED {
+            let mut left = freed;
+            while left != 0 {
+                let b = left.trailing_zeros() as usize;
+                left &= left - 1;
+                self.poison((self.base() + (w * 64 + b) * self.object_bytes()) as *mut u8);
+            }
+        }
+        doubles.count_ones() as usize
+    }
+
+    /// Logs each remote double free found in word `w` (S3 violations).
+    #[cold]
+    fn report_remote_doubles(&self, w: usize, mut doubles: u64) {
+        while doubles != 0 {
+            let b = doubles.trailing_zeros() as usize;
+            doubles &= doubles - 1;
+            log::error!(
+                "slab {:#x}: double free of object {:#x} (remote)",
+                self.base(),
+                self.base() + (w * 64 + b) * self.object_bytes()
+            );
+        }
     }
 
     /// Debug checks: poisons the free object `obj` past its link word.
@@ -528,8 +591,22 @@ impl SlabHeader {
         let allocated: u32 = self.alloc_bits.iter().map(|w| w.get().count_ones()).sum();
         assert_eq!(allocated as usize, self.nr_allocated(), "S2");
         let usable = (0..self.nr_objects()).filter(|&i| !is_reserved(i)).count();
-        assert_eq!(free + self.nr_allocated(), usable, "S1: objects lost");
+        assert_eq!(usable, self.usable_objects());
+        assert_eq!(
+            free + self.unlinked.get() as usize + self.nr_allocated(),
+            usable,
+            "S1: objects lost"
+        );
     }
+}
+
+/// The bits of bitmap word `w` that stand for objects of a slab of
+/// `nr_objects`: below `nr_objects`, not the reserved bit 63 (S4).
+#[inline]
+fn object_mask(nr_objects: usize, w: usize) -> u64 {
+    let n = nr_objects.saturating_sub(w * 64).min(64);
+    let below = if n == 64 { u64::MAX } else { (1u64 << n) - 1 };
+    below & !QUEUED_BIT
 }
 
 /// Whether object index `idx` is reserved for its word's flag (S4).
