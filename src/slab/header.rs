@@ -21,6 +21,9 @@ use crate::sync::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use core::cell::Cell;
 use core::ptr;
 
+/// Unlinked objects `pop` moves to the free list per bitmap scan (S1).
+const LINK_BATCH: usize = 8;
+
 /// S4: a remote word's flag `Q`, beside its object bits.
 const QUEUED_BIT: u64 = 1 << 63;
 /// S4: in `remote_summary`, the slab is on (or about to be pushed to) its
@@ -180,32 +183,29 @@ impl SlabHeader {
         geo: &SlabGeometry,
         owner_cpu: usize,
     ) {
-        // Link objects in address order: the first allocations walk memory
-        // forwards, which prefetchers like.
-        let mut next = ptr::null_mut::<u8>();
+        // Every object starts unlinked (S1): `pop` links them a batch at a
+        // time, lowest first, so a new slab costs no write per object.
         // Index 63 of every word is reserved for the word's flag (S4).
-        for i in (0..geo.nr_objects).rev().filter(|&i| !is_reserved(i)) {
-            let obj = (base + i * geo.object_bytes) as *mut u8;
-            // SAFETY: obj is inside the slab (C3) and 8-aligned (sizes are
-            // multiples of 8, base is page aligned); caller owns the memory.
-            unsafe { obj.cast::<*mut u8>().write(next) };
-            if debug::ENABLED {
-                // SAFETY: as above: a free object of the caller's slab.
+        let usable = geo.nr_objects - geo.nr_objects / 64;
+        if debug::ENABLED {
+            for i in (0..geo.nr_objects).filter(|&i| !is_reserved(i)) {
+                let obj = (base + i * geo.object_bytes) as *mut u8;
+                // SAFETY: obj is a free object inside the slab (C3); the
+                // caller owns the memory.
                 unsafe { debug::fill(obj, debug::red_zone(0, geo.object_bytes), debug::POISON) };
             }
-            next = obj;
         }
         // SAFETY: hdr is the slab's last HEADER_BYTES bytes, 64-aligned
         // (slab size and HEADER_BYTES are multiples of 64); caller owns it.
         unsafe {
             hdr.write(SlabHeader {
-                free_head: Cell::new(next),
+                free_head: Cell::new(ptr::null_mut()),
                 next: Cell::new(ptr::null_mut()),
                 prev: Cell::new(ptr::null_mut()),
                 nr_allocated: Cell::new(0),
                 stray_remote: Cell::new(0),
                 state: Cell::new(SlabState::Empty),
-                unlinked: Cell::new(0),
+                unlinked: Cell::new(usable as u16),
                 base: AtomicUsize::new(base),
                 magic: AtomicUsize::new(MAGIC ^ base),
                 object_bytes: AtomicU32::new(geo.object_bytes as u32),
@@ -343,39 +343,51 @@ impl SlabHeader {
         Some(obj)
     }
 
-    /// Pops the lowest unlinked free object; only called with the free list
-    /// empty, when every clear alloc bit is one (S1).
+    /// Links up to [`LINK_BATCH`] of the lowest unlinked objects into the
+    /// free list and pops the first; only called with the list empty, when
+    /// every clear alloc bit is an unlinked object (S1). One bitmap scan
+    /// per batch; each link is written just before its object is handed
+    /// out, when its cache line is needed anyway.
     #[inline(never)]
     fn pop_unlinked(&self) -> Option<*mut u8> {
-        if self.unlinked.get() == 0 {
+        let unlinked = self.unlinked.get() as usize;
+        if unlinked == 0 {
             return None;
         }
         let n = self.nr_objects();
-        for w in 0..BITMAP_WORDS.min(n.div_ceil(64)) {
-            let alloc = self.alloc_bits[w].get();
-            let free = !alloc & object_mask(n, w);
-            if free == 0 {
-                continue;
+        let mut batch = [0usize; LINK_BATCH];
+        let mut got = 0;
+        'scan: for w in 0..BITMAP_WORDS.min(n.div_ceil(64)) {
+            let mut free = !self.alloc_bits[w].get() & object_mask(n, w);
+            while free != 0 {
+                batch[got] = w * 64 + free.trailing_zeros() as usize;
+                free &= free - 1;
+                got += 1;
+                if got == LINK_BATCH || got == unlinked {
+                    break 'scan;
+                }
             }
-            let b = free.trailing_zeros() as usize;
-            let bit = 1u64 << b;
-            let obj = (self.base() + (w * 64 + b) * self.object_bytes()) as *mut u8;
-            // S3, as in `pop`.
-            if self.remote_bits[w].load(Ordering::Relaxed) & bit != 0 {
-                self.stray_remote_free(obj, w, bit);
-            }
-            self.alloc_bits[w].set(alloc | bit);
-            self.nr_allocated.set(self.nr_allocated.get() + 1);
-            self.unlinked.set(self.unlinked.get() - 1);
-            return Some(obj);
         }
-        log::error!(
-            "slab {:#x}: {} unlinked objects counted, none free (S1)",
-            self.base(),
-            self.unlinked.get()
-        );
-        self.unlinked.set(0);
-        None
+        if got == 0 {
+            log::error!(
+                "slab {:#x}: {unlinked} unlinked objects counted, none free (S1)",
+                self.base()
+            );
+            self.unlinked.set(0);
+            return None;
+        }
+        let (base, size) = (self.base(), self.object_bytes());
+        let mut next = ptr::null_mut::<u8>();
+        for &idx in batch[..got].iter().rev() {
+            let obj = (base + idx * size) as *mut u8;
+            // SAFETY: a free object of this slab (clear alloc bit, index
+            // below nr_objects, not reserved): the owner links it.
+            unsafe { obj.cast::<*mut u8>().write(next) };
+            next = obj;
+        }
+        self.free_head.set(next);
+        self.unlinked.set((unlinked - got) as u16);
+        self.pop()
     }
 
     #[cold]
