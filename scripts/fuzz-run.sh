@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs each cargo-fuzz target for SECONDS seconds on its corpus (kept in
 # fuzz/corpus/<target>, not in git) and prints one summary line per target:
-# executions and corpus size. Exits non-zero on the first crash; the input
-# is left in fuzz/artifacts/<target>/.
+# executions and corpus size. An empty corpus starts from the committed,
+# minimised seeds (fuzz/seeds.tar.gz, `make fuzz-seeds` refreshes them).
+# Exits non-zero on the first crash; the input is left in
+# fuzz/artifacts/<target>/.
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 
@@ -13,6 +15,9 @@ targets=(${FUZZ_TARGETS:-buddy slab global})
 cargo "+$toolchain" fuzz build >/dev/null
 for t in "${targets[@]}"; do
     mkdir -p "corpus/$t"
+    if [ -f seeds.tar.gz ] && [ -z "$(ls -A "corpus/$t")" ]; then
+        tar -xzf seeds.tar.gz -C corpus "$t"
+    fi
     log=$(mktemp)
     if ! cargo "+$toolchain" fuzz run "$t" "corpus/$t" -- \
         -max_total_time="$seconds" -print_final_stats=1 >"$log" 2>&1; then

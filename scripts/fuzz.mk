@@ -8,6 +8,8 @@
 # Targets:
 #   fuzz        each cargo-fuzz target (buddy, slab, global) for FUZZ_SECONDS
 #   fuzz-smoke  each target for 15 s (CI)
+#   fuzz-seeds  minimise each target's corpus (cargo fuzz cmin) and store it
+#               as the committed seeds, fuzz/seeds.tar.gz
 #   loom        the loom model of the remote-free path (tests/loom.rs)
 #   miri        Miri on the unit, integration and property tests (reduced
 #               sizes under cfg(miri)), with and without debug checks
@@ -28,7 +30,7 @@ MIRIFLAGS_ALLOC := -Zmiri-permissive-provenance -Zmiri-ignore-leaks
 MIRI := MIRIFLAGS="$(MIRIFLAGS_ALLOC)" cargo +$(NIGHTLY) miri test
 LOOM := RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test --release --test loom
 
-.PHONY: fuzz fuzz-smoke loom miri miri-smoke faults setup-fuzz
+.PHONY: fuzz fuzz-smoke fuzz-seeds loom miri miri-smoke faults setup-fuzz
 
 setup-fuzz:
 	@scripts/setup-fuzz.sh
@@ -38,6 +40,11 @@ fuzz: setup-fuzz
 
 fuzz-smoke: setup-fuzz
 	scripts/fuzz-run.sh 15
+
+fuzz-seeds: setup-fuzz
+	cd fuzz && for t in buddy slab global; do \
+		cargo +$(NIGHTLY) fuzz cmin $$t corpus/$$t || exit 1; \
+	done && tar -czf seeds.tar.gz -C corpus buddy slab global
 
 loom:
 	$(LOOM) -- --nocapture --test-threads 1
