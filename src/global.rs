@@ -348,7 +348,8 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         let slot = self.own_slot(&pin)?;
         // SAFETY: the pin makes this context the slot's only user (Platform
         // contract); no other `local()` borrow of it is alive.
-        let p = unsafe { slot.local() }
+        let local = unsafe { slot.local() };
+        let p = local
             .slab
             .alloc_small(Self::TABLE.class_of_small(layout.size()));
         drop(pin);
@@ -502,10 +503,9 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         let Some(slot) = self.own_slot(&pin) else {
             return false;
         };
+        let class = Self::TABLE.class_of_small(layout.size());
         // SAFETY: the pin makes this context the slot's only user (Platform
         // contract); forwarded caller contract for the object.
-        let class = Self::TABLE.class_of_small(layout.size());
-        // SAFETY: as above.
         let done = unsafe { slot.local().slab.free_small(ptr.as_ptr(), class) };
         drop(pin);
         done
