@@ -64,7 +64,9 @@ pub(crate) struct SlabHeader {
     stray_remote: Cell<u32>,
     pub(super) state: Cell<SlabState>,
     // immutable while the slab lives
-    base: AtomicUsize,
+    /// The slab's first byte, with the provenance of the memory it was
+    /// carved from: `absorb_remote` derives object pointers from it.
+    base: AtomicPtr<u8>,
     magic: AtomicUsize,
     object_bytes: AtomicU32,
     recip: AtomicU32,
@@ -141,14 +143,16 @@ impl SlabHeader {
     }
 
     /// Formats a fresh slab: header written, every object on the free list.
+    /// Object pointers are derived from `base`, so they carry its
+    /// provenance.
     ///
     /// # Safety
     /// `[base, base + (PAGE << order))` is writable memory owned by the
-    /// caller, aligned to its size, and `hdr` is `addr_for(base, bytes)`;
-    /// `geo` satisfies C3.
+    /// caller, aligned to its size, reachable through `base`'s provenance,
+    /// and `hdr` is `addr_for(base, bytes)`; `geo` satisfies C3.
     pub(crate) unsafe fn init(
         hdr: *mut SlabHeader,
-        base: usize,
+        base: *mut u8,
         geo: &SlabGeometry,
         owner_cpu: usize,
     ) {
@@ -156,7 +160,7 @@ impl SlabHeader {
         // forwards, which prefetchers like.
         let mut next = ptr::null_mut::<u8>();
         for i in (0..geo.nr_objects).rev() {
-            let obj = (base + i * geo.object_bytes) as *mut u8;
+            let obj = base.wrapping_add(i * geo.object_bytes);
             // SAFETY: obj is inside the slab (C3) and 8-aligned (sizes are
             // multiples of 8, base is page aligned); caller owns the memory.
             unsafe { obj.cast::<*mut u8>().write(next) };
@@ -176,8 +180,8 @@ impl SlabHeader {
                 nr_allocated: Cell::new(0),
                 stray_remote: Cell::new(0),
                 state: Cell::new(SlabState::Empty),
-                base: AtomicUsize::new(base),
-                magic: AtomicUsize::new(MAGIC ^ base),
+                base: AtomicPtr::new(base),
+                magic: AtomicUsize::new(MAGIC ^ base.addr()),
                 object_bytes: AtomicU32::new(geo.object_bytes as u32),
                 recip: AtomicU32::new(geo.recip),
                 nr_objects: AtomicU32::new(geo.nr_objects as u32),
@@ -201,7 +205,7 @@ impl SlabHeader {
     #[inline]
     pub(crate) fn is_live_at(&self, base: usize) -> bool {
         self.magic.load(Ordering::Relaxed) == MAGIC ^ base
-            && self.base.load(Ordering::Relaxed) == base
+            && self.base.load(Ordering::Relaxed).addr() == base
     }
 
     /// Marks the slab dead before its memory goes back to the buddy.
@@ -211,6 +215,12 @@ impl SlabHeader {
 
     #[inline]
     pub(crate) fn base(&self) -> usize {
+        self.base.load(Ordering::Relaxed).addr()
+    }
+
+    /// The slab's first byte, as the pointer the slab was formatted with.
+    #[inline]
+    pub(crate) fn base_ptr(&self) -> *mut u8 {
         self.base.load(Ordering::Relaxed)
     }
 
@@ -379,7 +389,7 @@ impl SlabHeader {
     /// Returns the number of double frees found (S3 violations).
     pub(crate) fn absorb_remote(&self) -> usize {
         self.queued.store(false, Ordering::SeqCst);
-        let (base, size) = (self.base(), self.object_bytes());
+        let (base, size) = (self.base_ptr(), self.object_bytes());
         let mut faults = self.stray_remote.replace(0) as usize;
         for w in 0..BITMAP_WORDS {
             if self.remote_bits[w].load(Ordering::SeqCst) == 0 {
@@ -395,13 +405,13 @@ impl SlabHeader {
                 if alloc & (1 << b) == 0 {
                     faults += 1;
                     log::error!(
-                        "slab {base:#x}: double free of object {:#x} (remote)",
-                        base + (w * 64 + b) * size
+                        "slab {base:p}: double free of object {:p} (remote)",
+                        base.wrapping_add((w * 64 + b) * size)
                     );
                     continue;
                 }
                 alloc &= !(1 << b);
-                let obj = (base + (w * 64 + b) * size) as *mut u8;
+                let obj = base.wrapping_add((w * 64 + b) * size);
                 // SAFETY: the object's alloc bit was set and a remote free
                 // gave it back (S3); it is ours to link.
                 unsafe { obj.cast::<*mut u8>().write(self.free_head.get()) };
