@@ -64,26 +64,26 @@ fn l(size: usize, align: usize) -> Layout {
 /// they are pairwise distinct and intact, and frees them.
 fn nothing_handed_out_twice(h: &Heap, n: usize, size: usize) {
     let n = if cfg!(miri) { n.min(200) } else { n };
-    let mut got: Vec<(usize, u64)> = (0..n as u64)
+    let mut got: Vec<(NonNull<u8>, u64)> = (0..n as u64)
         .map(|tag| {
-            let p = h.alloc(l(size, 8)).unwrap().as_ptr() as usize;
-            fill(p as *mut u8, size, tag);
+            let p = h.alloc(l(size, 8)).unwrap();
+            fill(p.as_ptr(), size, tag);
             (p, tag)
         })
         .collect();
     got.sort_unstable();
     for w in got.windows(2) {
         assert!(
-            w[0].0 + size <= w[1].0,
-            "blocks {:#x} and {:#x} overlap",
+            w[0].0.as_ptr().addr() + size <= w[1].0.as_ptr().addr(),
+            "blocks {:p} and {:p} overlap",
             w[0].0,
             w[1].0
         );
     }
     for &(p, tag) in &got {
-        check(p as *const u8, size, tag);
+        check(p.as_ptr(), size, tag);
         // SAFETY: allocated above with this layout.
-        unsafe { h.dealloc(NonNull::new(p as *mut u8).unwrap(), l(size, 8)) };
+        unsafe { h.dealloc(p, l(size, 8)) };
     }
     h.check_invariants();
 }
@@ -160,7 +160,7 @@ fn interior_foreign_and_wrong_layout_frees() {
         h.dealloc(p, l(1000, 8)); // another size class
         h.dealloc(run, l(100, 8)); // a run freed as an object
         assert_eq!(
-            h.dealloc_pages(run.as_ptr() as usize, 2),
+            h.dealloc_pages(run.as_ptr().addr(), 2),
             Err(AllocError::NotAllocated)
         );
         on_cpu(1);

@@ -2,11 +2,15 @@
 
 mod common;
 use buddy_slab_allocator::{AllocError, GlobalAllocator};
-use common::{PAGE, arena, check, fill};
+use common::{PAGE, Sent, arena, check, fill};
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::NonNull;
 
 type Heap = GlobalAllocator<PAGE>;
+
+/// Objects one thread allocates and another frees (smaller under Miri,
+/// which interprets every instruction).
+const REMOTE_OBJECTS: u64 = if cfg!(miri) { 1000 } else { 20_000 };
 
 fn heap(bytes: usize) -> Box<Heap> {
     let h = Box::new(Heap::new());
@@ -98,7 +102,8 @@ fn bad_input_gets_errors_and_leaves_the_heap_sound() {
     assert_eq!(h.alloc_pages(0, 0), Err(AllocError::InvalidParam));
     assert_eq!(h.alloc_pages(1, 3 * PAGE), Err(AllocError::InvalidParam));
     let small = h.alloc(l(64, 8)).unwrap();
-    let page = h.alloc_pages(2, 0).unwrap();
+    let page_ptr = h.alloc_pages_ptr(2, 0).unwrap();
+    let page = page_ptr.as_ptr().addr();
     let mut x = 0u64;
     let foreign = NonNull::from(&mut x).cast::<u8>();
     // SAFETY: each call is a deliberate bad free that must be
@@ -113,7 +118,7 @@ fn bad_input_gets_errors_and_leaves_the_heap_sound() {
             h.dealloc_pages(page + PAGE, 1),
             Err(AllocError::NotAllocated)
         ); // inside
-        h.dealloc(NonNull::new_unchecked(page as *mut u8), l(64, 8)); // page run freed as object
+        h.dealloc(page_ptr, l(64, 8)); // page run freed as object
         h.dealloc_pages(page, 2).unwrap();
         assert_eq!(h.dealloc_pages(page, 2), Err(AllocError::NotAllocated)); // double
     }
@@ -191,26 +196,26 @@ fn remote_frees_return_objects_and_slabs_to_the_owner() {
     // SAFETY: allocated just above.
     unsafe { h.dealloc(warm, layout) };
     // Another thread allocates; this one frees everything (all remote).
-    let ptrs: Vec<usize> = std::thread::scope(|s| {
+    let ptrs: Vec<Sent> = std::thread::scope(|s| {
         s.spawn(|| {
-            (0..20_000u64)
+            (0..REMOTE_OBJECTS)
                 .map(|i| {
                     let p = h.alloc(layout).unwrap();
                     fill(p.as_ptr(), 256, i);
-                    p.as_ptr() as usize
+                    Sent(p)
                 })
                 .collect()
         })
         .join()
         .unwrap()
     });
-    for (i, &p) in ptrs.iter().enumerate() {
-        check(p as *const u8, 256, i as u64);
+    for (i, &Sent(p)) in ptrs.iter().enumerate() {
+        check(p.as_ptr(), 256, i as u64);
         // SAFETY: allocated by the other thread with this layout.
-        unsafe { h.dealloc(NonNull::new(p as *mut u8).unwrap(), layout) };
+        unsafe { h.dealloc(p, layout) };
     }
     let st = h.stats();
-    assert_eq!(st.remote_frees, 20_000);
+    assert_eq!(st.remote_frees, REMOTE_OBJECTS as usize);
     assert_eq!(st.invalid_frees, 0);
     // The owner thread has exited; drain_all absorbs its pending slabs and
     // returns every one of them (the seed leaks these).
@@ -224,12 +229,8 @@ fn remote_double_free_is_detected() {
     let h = heap(8 << 20);
     let layout = l(32, 8);
     let own = h.alloc(layout).unwrap(); // take a slot before the other thread
-    let p = std::thread::scope(|s| {
-        s.spawn(|| h.alloc(layout).unwrap().as_ptr() as usize)
-            .join()
-            .unwrap()
-    });
-    let p = NonNull::new(p as *mut u8).unwrap();
+    let Sent(p) =
+        std::thread::scope(|s| s.spawn(|| Sent(h.alloc(layout).unwrap())).join().unwrap());
     assert_ne!(p, own);
     // SAFETY: the second free is a deliberate double free.
     unsafe {

@@ -14,8 +14,8 @@ const THREADS: usize = if cfg!(miri) { 3 } else { 6 };
 const ROUNDS: usize = if cfg!(miri) { 2 } else { 40 };
 const PER_ROUND: usize = if cfg!(miri) { 40 } else { 400 };
 
-struct Block(usize, usize, u64);
-// SAFETY: a block is just an address; ownership moves with the message.
+struct Block(NonNull<u8>, usize, u64);
+// SAFETY: a block is an allocation; ownership moves with the message.
 unsafe impl Send for Block {}
 
 #[test]
@@ -41,9 +41,9 @@ fn threads_free_a_quarter_of_their_blocks_remotely() {
                             1 + rng.below(2048)
                         };
                         let layout = Layout::from_size_align(size, 8).unwrap();
-                        let p = heap.alloc(layout).unwrap().as_ptr() as usize;
+                        let p = heap.alloc(layout).unwrap();
                         let tag = (t as u64) << 40 | (round as u64) << 20 | i as u64;
-                        fill(p as *mut u8, size, tag);
+                        fill(p.as_ptr(), size, tag);
                         if rng.below(4) == 0 {
                             handed.push(Block(p, size, tag))
                         } else {
@@ -52,14 +52,9 @@ fn threads_free_a_quarter_of_their_blocks_remotely() {
                     }
                     tx.send(handed).unwrap();
                     for Block(p, size, tag) in mine.into_iter().chain(rx.recv().unwrap()) {
-                        check(p as *const u8, size, tag);
+                        check(p.as_ptr(), size, tag);
                         // SAFETY: live block of this size from this heap.
-                        unsafe {
-                            heap.dealloc(
-                                NonNull::new(p as *mut u8).unwrap(),
-                                Layout::from_size_align(size, 8).unwrap(),
-                            )
-                        };
+                        unsafe { heap.dealloc(p, Layout::from_size_align(size, 8).unwrap()) };
                     }
                 }
             });

@@ -1,6 +1,7 @@
 //! Shared test helpers: leaked, aligned arenas (so Miri tracks provenance).
 #![allow(dead_code)]
 
+use core::ptr::NonNull;
 use std::alloc::{Layout, alloc_zeroed};
 
 pub const PAGE: usize = 4096;
@@ -54,3 +55,11 @@ impl Rng {
         (self.next() % n as u64) as usize
     }
 }
+
+/// A block pointer handed to another thread (the allocation moves with it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Sent(pub NonNull<u8>);
+
+// SAFETY: the pointer is only an allocation being handed over; the
+// receiving thread becomes its only user.
+unsafe impl Send for Sent {}
