@@ -8,9 +8,20 @@ use core::ptr::NonNull;
 
 type Heap = GlobalAllocator<PAGE>;
 
-/// Objects one thread allocates and another frees (smaller under Miri,
-/// which interprets every instruction).
-const REMOTE_OBJECTS: u64 = if cfg!(miri) { 1000 } else { 20_000 };
+// Smaller under Miri, which interprets every instruction and slows down
+// as an arena's bookkeeping fragments with every object touched.
+/// Objects one thread allocates and another frees.
+const REMOTE_OBJECTS: u64 = if cfg!(miri) { 300 } else { 20_000 };
+/// Arena of the tests that hold many objects or a multi-MiB run.
+const BIG_ARENA: usize = if cfg!(miri) { 4 << 20 } else { 32 << 20 };
+/// The largest run of the round trip: (size, align).
+const LARGEST_RUN: (usize, usize) = if cfg!(miri) {
+    (384 << 10, 256 << 10)
+} else {
+    (3 << 20, 1 << 20)
+};
+/// Arena that the OOM test exhausts with 1000-byte objects.
+const OOM_ARENA: usize = if cfg!(miri) { 1 << 20 } else { 4 << 20 };
 
 fn heap(bytes: usize) -> Box<Heap> {
     let h = Box::new(Heap::new());
@@ -25,7 +36,7 @@ fn l(size: usize, align: usize) -> Layout {
 
 #[test]
 fn small_and_large_requests_round_trip() {
-    let mut h = heap(32 << 20);
+    let mut h = heap(BIG_ARENA);
     let base = h.allocated_bytes();
     let mut live = Vec::new();
     for (i, &(size, align)) in [
@@ -37,7 +48,7 @@ fn small_and_large_requests_round_trip() {
         (2049, 8),
         (4096, 4096),
         (100_000, 16),
-        (3 << 20, 1 << 20),
+        LARGEST_RUN,
     ]
     .iter()
     .enumerate()
@@ -141,7 +152,7 @@ fn bad_input_gets_errors_and_leaves_the_heap_sound() {
 
 #[test]
 fn oom_is_an_error_and_the_heap_recovers() {
-    let mut h = heap(4 << 20);
+    let mut h = heap(OOM_ARENA);
     let mut live = Vec::new();
     loop {
         match h.alloc(l(1000, 8)) {
@@ -152,7 +163,8 @@ fn oom_is_an_error_and_the_heap_recovers() {
             }
         }
     }
-    assert!(live.len() > 3000);
+    // Slabs of 1000-byte objects waste little: most of the arena is used.
+    assert!(live.len() > OOM_ARENA / 1000 * 3 / 4, "{}", live.len());
     // Slabs need blocks of several pages; single pages may remain.
     let mut pages = Vec::new();
     while let Ok(a) = h.alloc_pages(1, 0) {
@@ -177,16 +189,16 @@ fn oom_is_an_error_and_the_heap_recovers() {
     assert!(h.alloc(l(1000, 8)).is_ok());
     h.drain_all();
     // Adding memory also ends OOM.
-    let more = arena(4 << 20, PAGE, 0);
+    let more = arena(OOM_ARENA, PAGE, 0);
     // SAFETY: leaked arena.
     unsafe { h.add_region(more).unwrap() };
-    assert!(h.alloc_pages(256, 0).is_ok());
+    assert!(h.alloc_pages(OOM_ARENA / PAGE / 4, 0).is_ok());
     assert_eq!(h.managed_section_count(), 2);
 }
 
 #[test]
 fn remote_frees_return_objects_and_slabs_to_the_owner() {
-    let mut h = heap(32 << 20);
+    let mut h = heap(BIG_ARENA);
     let base = h.allocated_bytes();
     let layout = l(256, 8);
     // This thread takes a CPU slot first, so the other thread gets another
