@@ -63,7 +63,7 @@ fn l(size: usize, align: usize) -> Layout {
 /// Allocates `n` blocks of `size` on the current CPU, fills them, checks
 /// they are pairwise distinct and intact, and frees them.
 fn nothing_handed_out_twice(h: &Heap, n: usize, size: usize) {
-    let n = if cfg!(miri) { n.min(200) } else { n };
+    let n = if cfg!(miri) { n.min(100) } else { n };
     let mut got: Vec<(NonNull<u8>, u64)> = (0..n as u64)
         .map(|tag| {
             let p = h.alloc(l(size, 8)).unwrap();
