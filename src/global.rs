@@ -205,7 +205,7 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         // metadata, so they never split a large buddy block.
         let nr_slots = P::max_cpus() + 1;
         let bytes = nr_slots * core::mem::size_of::<CpuSlot<PAGE_SIZE>>();
-        let start = region.as_mut_ptr() as usize;
+        let start = region.as_mut_ptr().addr();
         let offset = start.next_multiple_of(core::mem::align_of::<CpuSlot<PAGE_SIZE>>()) - start;
         if offset + bytes >= region.len() {
             return Err(AllocError::InvalidParam);
@@ -242,10 +242,11 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
     /// `region` is valid for reads and writes for as long as this allocator
     /// is used, and used by nothing else.
     pub unsafe fn add_region(&self, region: &mut [u8]) -> AllocResult {
-        let (start, len) = (region.as_mut_ptr() as usize, region.len());
+        let (region, len) = (region.as_mut_ptr(), region.len());
+        let start = region.addr();
         // The CPU slots sit beside the first region, outside every section:
         // a region over them must be refused like any overlap.
-        let slots = self.slots.load(Ordering::Acquire) as usize;
+        let slots = self.slots.load(Ordering::Acquire).addr();
         let slots_end = slots
             + self.nr_slots.load(Ordering::Relaxed) * core::mem::size_of::<CpuSlot<PAGE_SIZE>>();
         if slots != 0 && start < slots_end && slots < start.saturating_add(len) {
@@ -253,7 +254,7 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         }
         self.buddy.with(|b| {
             // SAFETY: forwarded caller contract.
-            let added = unsafe { b.add_region_raw(start, len)? };
+            let added = unsafe { b.add_region_raw(region, len)? };
             for s in added.iter().flatten() {
                 self.map.insert(s);
             }
@@ -366,9 +367,7 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         }
         if !small(&layout) {
             let pages = layout.size().div_ceil(PAGE_SIZE);
-            let addr = self.alloc_pages(pages, layout.align().max(PAGE_SIZE))?;
-            // SAFETY: page runs are never at address 0.
-            return Ok(unsafe { NonNull::new_unchecked(addr as *mut u8) });
+            return self.alloc_pages_ptr(pages, layout.align().max(PAGE_SIZE));
         }
         with_slot!(self, |slot, id, local| self.alloc_in(slot, id, local, layout); uninit = Err(AllocError::NoMemory))
     }
@@ -415,11 +414,11 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
             }
         };
         // SAFETY: the buddy just gave us this naturally aligned block of the
-        // class's slab size.
+        // class's slab size, as a pointer with its region's provenance.
         unsafe {
             local
                 .slab
-                .add_slab(class, base, pages << Self::PAGE_SHIFT, id)
+                .add_slab_ptr(class, base, pages << Self::PAGE_SHIFT, id)
         }?;
         match local.slab.alloc_class(class) {
             SlabAllocResult::Allocated(p) => Ok(p),
@@ -546,10 +545,15 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
             PageKind::Slab | PageKind::SlabTail => {
                 let bytes = PAGE_SIZE << meta.order();
                 let base = addr & !(bytes - 1);
+                // `meta_in` left the section of `addr` in the cache: the
+                // header and the object are reached with its region's
+                // provenance, whatever pointer the caller passed.
+                let hdr = local.section.ptr_at(SlabHeader::addr_for(base, bytes));
+                let obj = local.section.ptr_at(addr);
                 // SAFETY: slab pages are managed memory; the header is
                 // read only through atomics and trusted once its magic
                 // matches (S5).
-                let hdr = unsafe { &*(SlabHeader::addr_for(base, bytes) as *const SlabHeader) };
+                let hdr = unsafe { &*hdr.cast::<SlabHeader>() };
                 match local.slab.table().class_for(layout) {
                     Ok(c) if hdr.is_live_at(base) && hdr.class() == c.0 => {}
                     _ => return Err("layout does not match the object's size class"),
@@ -557,11 +561,11 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
                 if DEBUG {
                     // SAFETY: as below.
                     return unsafe {
-                        self.free_object_checked(slot, id, local, hdr, ptr.as_ptr(), layout.size())
+                        self.free_object_checked(slot, id, local, hdr, obj, layout.size())
                     };
                 }
                 // SAFETY: header validated; caller gives the object up.
-                unsafe { self.free_object(slot, id, local, hdr, ptr.as_ptr()) }
+                unsafe { self.free_object(slot, id, local, hdr, obj) }
             }
             PageKind::Allocated if !small(&layout) => {
                 self.free_run(slot, local, meta, addr, layout.size().div_ceil(PAGE_SIZE))
@@ -773,7 +777,9 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
     pub fn alloc_pages(&self, count: usize, align_bytes: usize) -> AllocResult<usize> {
         match self.alloc_pages_fast(count, align_bytes) {
             Some(addr) => Ok(addr),
-            None => self.alloc_pages_slow(count, align_bytes),
+            None => self
+                .alloc_pages_ptr(count, align_bytes)
+                .map(|p| p.as_ptr().addr()),
         }
     }
 
@@ -806,23 +812,28 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         Some(addr)
     }
 
-    #[cold]
-    #[inline(never)]
-    fn alloc_pages_slow(&self, count: usize, align_bytes: usize) -> AllocResult<usize> {
+    /// [`Self::alloc_pages`], returning a pointer to the run that carries the
+    /// provenance of the region it lies in: what a caller needs to use the
+    /// pages under strict provenance (free them with
+    /// [`Self::dealloc_pages`] at `ptr.addr()`).
+    ///
+    /// # Errors
+    /// `InvalidParam`, `NoMemory`.
+    pub fn alloc_pages_ptr(&self, count: usize, align_bytes: usize) -> AllocResult<NonNull<u8>> {
         if count == 0 || !(align_bytes == 0 || align_bytes.is_power_of_two()) {
             return Err(AllocError::InvalidParam);
         }
         if let Some(order) = PageCache::order_for(count, align_bytes >> Self::PAGE_SHIFT)
-            && let Ok(Some(addr)) =
+            && let Ok(Some(ptr)) =
                 with_slot!(self, |slot, _, local| self.alloc_cached(slot, local, order))
         {
-            return Ok(addr);
+            return Ok(ptr);
         }
         self.buddy
-            .with(|b| b.alloc_pages(count, align_bytes))
+            .with(|b| b.alloc_pages_ptr(count, align_bytes))
             .or_else(|_| {
                 let _ = with_slot!(self, |slot, id, local| self.reclaim(slot, id, local));
-                self.buddy.with(|b| b.alloc_pages(count, align_bytes))
+                self.buddy.with(|b| b.alloc_pages_ptr(count, align_bytes))
             })
     }
 
@@ -869,7 +880,7 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         slot: &CpuSlot<PAGE_SIZE>,
         local: &mut CpuLocal<PAGE_SIZE>,
         order: usize,
-    ) -> Option<usize> {
+    ) -> Option<NonNull<u8>> {
         let addr = match local.pages.pop(order) {
             Some(addr) => {
                 slot.cached_page_bytes.sub(PAGE_SIZE << order);
@@ -894,7 +905,8 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         };
         // Cached blocks are ours (P1): a plain store hands it out.
         self.meta_in(local, addr)?.set(PageKind::Allocated, 0);
-        Some(addr)
+        // `meta_in` left the block's section in the cache.
+        NonNull::new(local.section.ptr_at(addr))
     }
 
     /// Allocates `count` pages below the lowmem (DMA32) limit.

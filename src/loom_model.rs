@@ -41,14 +41,18 @@ impl Slab {
         };
         let hdr = SlabHeader::addr_for(base, slab_bytes);
         assert!(nr_objects * object_bytes <= hdr - base);
+        // The model deals in addresses: the block's provenance was exposed
+        // by the caller (an `as` cast of its pointer).
+        let base = core::ptr::with_exposed_provenance_mut::<u8>(base);
         // SAFETY: caller contract.
-        unsafe { SlabHeader::init(hdr as *mut SlabHeader, base, &geo, 0) };
+        unsafe { SlabHeader::init(base.with_addr(hdr).cast(), base, &geo, 0) };
         Self(hdr)
     }
 
     fn hdr(&self) -> &SlabHeader {
-        // SAFETY: `format` wrote a header here; the model never frees it.
-        unsafe { &*(self.0 as *const SlabHeader) }
+        // SAFETY: `format` wrote a header here, in a block whose provenance
+        // is exposed; the model never frees it.
+        unsafe { &*core::ptr::with_exposed_provenance::<SlabHeader>(self.0) }
     }
 
     /// Owner: pops a free object.
@@ -56,7 +60,7 @@ impl Slab {
     /// # Safety
     /// Called only from the owner thread.
     pub unsafe fn alloc(&self) -> Option<usize> {
-        self.hdr().pop().map(|p| p as usize)
+        self.hdr().pop().map(|p| p.expose_provenance())
     }
 
     /// Owner: frees `obj` locally.
@@ -65,13 +69,19 @@ impl Slab {
     /// Called only from the owner thread.
     pub unsafe fn free_local(&self, obj: usize) -> bool {
         // SAFETY: caller contract; `free_local` validates `obj`.
-        unsafe { self.hdr().free_local(obj as *mut u8) }.is_ok()
+        unsafe {
+            self.hdr()
+                .free_local(core::ptr::with_exposed_provenance_mut(obj))
+        }
+        .is_ok()
     }
 
     /// Remote CPU: frees `obj`. `Some(true)`: the caller must push the
     /// slab. `None`: rejected (double free or not an object).
     pub fn free_remote(&self, obj: usize) -> Option<bool> {
-        self.hdr().free_remote(obj as *mut u8).ok()
+        self.hdr()
+            .free_remote(core::ptr::with_exposed_provenance_mut(obj))
+            .ok()
     }
 
     /// Owner: folds remote frees into the free list; returns the double

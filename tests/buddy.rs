@@ -6,12 +6,16 @@ use common::{PAGE, arena};
 
 type Buddy = BuddyAllocator<PAGE>;
 
-fn buddy_over(bytes: usize, offset: usize) -> (Buddy, usize, usize) {
+/// A buddy over a fresh arena, and the arena's pointer and length (the
+/// pointer keeps the arena's provenance for tests that build overlapping
+/// regions from it).
+fn buddy_over(bytes: usize, offset: usize) -> (Buddy, *mut u8, usize) {
     let region = arena(bytes, 1 << 21, offset);
-    let (start, len) = (region.as_ptr() as usize, region.len());
+    let (start, len) = (region.as_mut_ptr(), region.len());
     let mut b = Buddy::new();
-    // SAFETY: the arena is leaked and used by nothing else.
-    unsafe { b.init(region).unwrap() };
+    // SAFETY: the arena is leaked and used by nothing else; the slice is
+    // rebuilt from `start` so that `start` stays usable by the test.
+    unsafe { b.init(std::slice::from_raw_parts_mut(start, len)).unwrap() };
     b.check_invariants();
     (b, start, len)
 }
@@ -93,7 +97,7 @@ fn bad_frees_are_rejected_without_damage() {
             "unaligned"
         );
         assert_eq!(
-            b.dealloc_pages(start.wrapping_sub(1 << 30), 1),
+            b.dealloc_pages(start.addr().wrapping_sub(1 << 30), 1),
             Err(AllocError::NotAllocated),
             "foreign"
         );
@@ -148,9 +152,9 @@ fn regions_hot_add_and_overlap() {
     unsafe { b.add_region(second).unwrap() };
     assert_eq!(b.managed_section_count(), 2);
     assert!(b.total_pages() > before);
-    // SAFETY: overlapping ranges are rejected before anything is
-    // written.
-    let overlap = unsafe { std::slice::from_raw_parts_mut((start + len / 2) as *mut u8, len / 2) };
+    // SAFETY: the second half of the first arena; overlapping ranges are
+    // rejected before anything is written.
+    let overlap = unsafe { std::slice::from_raw_parts_mut(start.add(len / 2), len / 2) };
     assert_eq!(
         // SAFETY: rejected before anything is written (overlap).
         unsafe { b.add_region(overlap) },

@@ -2,11 +2,28 @@
 
 mod common;
 use buddy_slab_allocator::{AllocError, GlobalAllocator};
-use common::{PAGE, arena, check, fill};
+use common::{PAGE, Sent, arena, check, fill};
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::NonNull;
 
 type Heap = GlobalAllocator<PAGE>;
+
+// Smaller under Miri, which interprets every instruction and slows down
+// as an arena's bookkeeping fragments with every object touched.
+/// Objects one thread allocates and another frees.
+const REMOTE_OBJECTS: u64 = if cfg!(miri) { 300 } else { 20_000 };
+/// Arena of the tests that hold many objects or a multi-MiB run.
+const BIG_ARENA: usize = if cfg!(miri) { 4 << 20 } else { 32 << 20 };
+/// The largest run of the round trip: (size, align).
+const LARGEST_RUN: (usize, usize) = if cfg!(miri) {
+    (384 << 10, 256 << 10)
+} else {
+    (3 << 20, 1 << 20)
+};
+/// Objects allocated after the bad frees, checked distinct and intact.
+const AFTER_BAD_INPUT: u64 = if cfg!(miri) { 200 } else { 1000 };
+/// Arena that the OOM test exhausts with 1000-byte objects.
+const OOM_ARENA: usize = if cfg!(miri) { 1 << 20 } else { 4 << 20 };
 
 fn heap(bytes: usize) -> Box<Heap> {
     let h = Box::new(Heap::new());
@@ -21,7 +38,7 @@ fn l(size: usize, align: usize) -> Layout {
 
 #[test]
 fn small_and_large_requests_round_trip() {
-    let mut h = heap(32 << 20);
+    let mut h = heap(BIG_ARENA);
     let base = h.allocated_bytes();
     let mut live = Vec::new();
     for (i, &(size, align)) in [
@@ -33,7 +50,7 @@ fn small_and_large_requests_round_trip() {
         (2049, 8),
         (4096, 4096),
         (100_000, 16),
-        (3 << 20, 1 << 20),
+        LARGEST_RUN,
     ]
     .iter()
     .enumerate()
@@ -98,7 +115,8 @@ fn bad_input_gets_errors_and_leaves_the_heap_sound() {
     assert_eq!(h.alloc_pages(0, 0), Err(AllocError::InvalidParam));
     assert_eq!(h.alloc_pages(1, 3 * PAGE), Err(AllocError::InvalidParam));
     let small = h.alloc(l(64, 8)).unwrap();
-    let page = h.alloc_pages(2, 0).unwrap();
+    let page_ptr = h.alloc_pages_ptr(2, 0).unwrap();
+    let page = page_ptr.as_ptr().addr();
     let mut x = 0u64;
     let foreign = NonNull::from(&mut x).cast::<u8>();
     // SAFETY: each call is a deliberate bad free that must be
@@ -113,14 +131,14 @@ fn bad_input_gets_errors_and_leaves_the_heap_sound() {
             h.dealloc_pages(page + PAGE, 1),
             Err(AllocError::NotAllocated)
         ); // inside
-        h.dealloc(NonNull::new_unchecked(page as *mut u8), l(64, 8)); // page run freed as object
+        h.dealloc(page_ptr, l(64, 8)); // page run freed as object
         h.dealloc_pages(page, 2).unwrap();
         assert_eq!(h.dealloc_pages(page, 2), Err(AllocError::NotAllocated)); // double
     }
     assert_eq!(h.stats().invalid_frees, 7);
     h.check_invariants();
     // Later allocations are distinct and intact.
-    let mut got: Vec<_> = (0..1000)
+    let mut got: Vec<_> = (0..AFTER_BAD_INPUT)
         .map(|i| {
             let p = h.alloc(l(64, 8)).unwrap();
             fill(p.as_ptr(), 64, i);
@@ -136,7 +154,7 @@ fn bad_input_gets_errors_and_leaves_the_heap_sound() {
 
 #[test]
 fn oom_is_an_error_and_the_heap_recovers() {
-    let mut h = heap(4 << 20);
+    let mut h = heap(OOM_ARENA);
     let mut live = Vec::new();
     loop {
         match h.alloc(l(1000, 8)) {
@@ -147,7 +165,8 @@ fn oom_is_an_error_and_the_heap_recovers() {
             }
         }
     }
-    assert!(live.len() > 3000);
+    // Slabs of 1000-byte objects waste little: most of the arena is used.
+    assert!(live.len() > OOM_ARENA / 1000 * 3 / 4, "{}", live.len());
     // Slabs need blocks of several pages; single pages may remain.
     let mut pages = Vec::new();
     while let Ok(a) = h.alloc_pages(1, 0) {
@@ -172,16 +191,16 @@ fn oom_is_an_error_and_the_heap_recovers() {
     assert!(h.alloc(l(1000, 8)).is_ok());
     h.drain_all();
     // Adding memory also ends OOM.
-    let more = arena(4 << 20, PAGE, 0);
+    let more = arena(OOM_ARENA, PAGE, 0);
     // SAFETY: leaked arena.
     unsafe { h.add_region(more).unwrap() };
-    assert!(h.alloc_pages(256, 0).is_ok());
+    assert!(h.alloc_pages(OOM_ARENA / PAGE / 4, 0).is_ok());
     assert_eq!(h.managed_section_count(), 2);
 }
 
 #[test]
 fn remote_frees_return_objects_and_slabs_to_the_owner() {
-    let mut h = heap(32 << 20);
+    let mut h = heap(BIG_ARENA);
     let base = h.allocated_bytes();
     let layout = l(256, 8);
     // This thread takes a CPU slot first, so the other thread gets another
@@ -191,26 +210,26 @@ fn remote_frees_return_objects_and_slabs_to_the_owner() {
     // SAFETY: allocated just above.
     unsafe { h.dealloc(warm, layout) };
     // Another thread allocates; this one frees everything (all remote).
-    let ptrs: Vec<usize> = std::thread::scope(|s| {
+    let ptrs: Vec<Sent> = std::thread::scope(|s| {
         s.spawn(|| {
-            (0..20_000u64)
+            (0..REMOTE_OBJECTS)
                 .map(|i| {
                     let p = h.alloc(layout).unwrap();
                     fill(p.as_ptr(), 256, i);
-                    p.as_ptr() as usize
+                    Sent(p)
                 })
                 .collect()
         })
         .join()
         .unwrap()
     });
-    for (i, &p) in ptrs.iter().enumerate() {
-        check(p as *const u8, 256, i as u64);
+    for (i, &Sent(p)) in ptrs.iter().enumerate() {
+        check(p.as_ptr(), 256, i as u64);
         // SAFETY: allocated by the other thread with this layout.
-        unsafe { h.dealloc(NonNull::new(p as *mut u8).unwrap(), layout) };
+        unsafe { h.dealloc(p, layout) };
     }
     let st = h.stats();
-    assert_eq!(st.remote_frees, 20_000);
+    assert_eq!(st.remote_frees, REMOTE_OBJECTS as usize);
     assert_eq!(st.invalid_frees, 0);
     // The owner thread has exited; drain_all absorbs its pending slabs and
     // returns every one of them (the seed leaks these).
@@ -224,12 +243,8 @@ fn remote_double_free_is_detected() {
     let h = heap(8 << 20);
     let layout = l(32, 8);
     let own = h.alloc(layout).unwrap(); // take a slot before the other thread
-    let p = std::thread::scope(|s| {
-        s.spawn(|| h.alloc(layout).unwrap().as_ptr() as usize)
-            .join()
-            .unwrap()
-    });
-    let p = NonNull::new(p as *mut u8).unwrap();
+    let Sent(p) =
+        std::thread::scope(|s| s.spawn(|| Sent(h.alloc(layout).unwrap())).join().unwrap());
     assert_ne!(p, own);
     // SAFETY: the second free is a deliberate double free.
     unsafe {

@@ -35,8 +35,8 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 struct Model {
-    /// start -> (len, tag, layout or page count)
-    live: BTreeMap<usize, (usize, u64, Kind)>,
+    /// start -> (block, len, tag, layout or page count)
+    live: BTreeMap<usize, Live>,
     tag: u64,
     ops: usize,
 }
@@ -47,30 +47,34 @@ enum Kind {
     Pages(usize),
 }
 
+/// A live block: its pointer, length, pattern tag and kind.
+type Live = (NonNull<u8>, usize, u64, Kind);
+
 impl Model {
-    fn insert(&mut self, start: usize, len: usize, kind: Kind) {
-        if let Some((&s, &(l, _, _))) = self.live.range(..start + len).next_back() {
+    fn insert(&mut self, p: NonNull<u8>, len: usize, kind: Kind) {
+        let start = p.as_ptr().addr();
+        if let Some((&s, &(_, l, _, _))) = self.live.range(..start + len).next_back() {
             assert!(
                 s + l <= start,
                 "[{start:#x}, +{len}) overlaps live [{s:#x}, +{l})"
             );
         }
         self.tag += 1;
-        fill(start as *mut u8, len, self.tag);
-        self.live.insert(start, (len, self.tag, kind));
+        fill(p.as_ptr(), len, self.tag);
+        self.live.insert(start, (p, len, self.tag, kind));
     }
 
-    fn take(&mut self, pick: usize, pages: bool) -> Option<(usize, usize, u64, Kind)> {
+    fn take(&mut self, pick: usize, pages: bool) -> Option<Live> {
         let keys: Vec<_> = self
             .live
             .iter()
-            .filter(|(_, v)| matches!(v.2, Kind::Pages(_)) == pages)
+            .filter(|(_, v)| matches!(v.3, Kind::Pages(_)) == pages)
             .map(|(k, _)| *k)
             .collect();
         let k = *keys.get(pick % keys.len().max(1))?;
-        let (len, tag, kind) = self.live.remove(&k).unwrap();
-        check(k as *const u8, len, tag);
-        Some((k, len, tag, kind))
+        let live = self.live.remove(&k).unwrap();
+        check(live.0.as_ptr(), live.1, live.2);
+        Some(live)
     }
 }
 
@@ -91,8 +95,8 @@ fn run(ops: &[Op]) {
                 let layout = Layout::from_size_align(size, 1 << align_shift).unwrap();
                 match heap.alloc(layout) {
                     Ok(p) => {
-                        assert_eq!(p.as_ptr() as usize % layout.align(), 0, "misaligned");
-                        m.insert(p.as_ptr() as usize, size, Kind::Object(layout));
+                        assert_eq!(p.as_ptr().addr() % layout.align(), 0, "misaligned");
+                        m.insert(p, size, Kind::Object(layout));
                     }
                     Err(e) => assert_eq!(e, AllocError::NoMemory),
                 }
@@ -100,32 +104,31 @@ fn run(ops: &[Op]) {
             Op::Free { pick } => {
                 if let Some((p, _, _, Kind::Object(layout))) = m.take(pick, false) {
                     // SAFETY: live block from this heap with this layout.
-                    unsafe { heap.dealloc(NonNull::new(p as *mut u8).unwrap(), layout) };
+                    unsafe { heap.dealloc(p, layout) };
                 }
             }
             Op::Realloc { pick, new_size } => {
                 if let Some((p, len, tag, Kind::Object(layout))) = m.take(pick, false) {
                     // SAFETY: live block from this heap with this layout.
-                    match unsafe {
-                        heap.realloc(NonNull::new(p as *mut u8).unwrap(), layout, new_size)
-                    } {
+                    match unsafe { heap.realloc(p, layout, new_size) } {
                         Ok(q) => {
                             check(q.as_ptr(), len.min(new_size), tag);
                             let nl = Layout::from_size_align(new_size, layout.align()).unwrap();
-                            m.insert(q.as_ptr() as usize, new_size, Kind::Object(nl));
+                            m.insert(q, new_size, Kind::Object(nl));
                         }
                         Err(e) => {
                             assert_eq!(e, AllocError::NoMemory);
-                            check(p as *const u8, len, tag);
-                            m.live.insert(p, (len, tag, Kind::Object(layout)));
+                            check(p.as_ptr(), len, tag);
+                            let start = p.as_ptr().addr();
+                            m.live.insert(start, (p, len, tag, Kind::Object(layout)));
                         }
                     }
                 }
             }
             Op::AllocPages { count, align_shift } => {
-                match heap.alloc_pages(count, PAGE << align_shift) {
+                match heap.alloc_pages_ptr(count, PAGE << align_shift) {
                     Ok(a) => {
-                        assert_eq!(a % (PAGE << align_shift), 0);
+                        assert_eq!(a.as_ptr().addr() % (PAGE << align_shift), 0);
                         m.insert(a, count * PAGE, Kind::Pages(count));
                     }
                     Err(e) => assert_eq!(e, AllocError::NoMemory),
@@ -134,7 +137,7 @@ fn run(ops: &[Op]) {
             Op::FreePages { pick } => {
                 if let Some((a, _, _, Kind::Pages(count))) = m.take(pick, true) {
                     // SAFETY: live run from this heap.
-                    unsafe { heap.dealloc_pages(a, count).unwrap() };
+                    unsafe { heap.dealloc_pages(a.as_ptr().addr(), count).unwrap() };
                 }
             }
             Op::AddRegion { pages } => {
@@ -152,13 +155,13 @@ fn run(ops: &[Op]) {
     }
     heap.check_invariants();
     assert_eq!(heap.stats().invalid_frees, 0);
-    for (p, (len, tag, kind)) in std::mem::take(&mut m.live) {
-        check(p as *const u8, len, tag);
+    for (a, (p, len, tag, kind)) in std::mem::take(&mut m.live) {
+        check(p.as_ptr(), len, tag);
         // SAFETY: live blocks from this heap.
         unsafe {
             match kind {
-                Kind::Object(layout) => heap.dealloc(NonNull::new(p as *mut u8).unwrap(), layout),
-                Kind::Pages(count) => heap.dealloc_pages(p, count).unwrap(),
+                Kind::Object(layout) => heap.dealloc(p, layout),
+                Kind::Pages(count) => heap.dealloc_pages(a, count).unwrap(),
             }
         }
     }

@@ -72,6 +72,7 @@ pub(crate) struct NewSection {
     pub(crate) start: usize,
     pub(crate) end: usize,
     pub(crate) base_pfn: usize,
+    /// With the region's provenance (B7).
     pub(crate) meta: NonNull<PageMeta>,
 }
 
@@ -127,25 +128,39 @@ impl<const PAGE_SIZE: usize> BuddyAllocator<PAGE_SIZE> {
     /// `MemoryOverlap` if it overlaps a managed region, `TooManyRegions` if
     /// the section table is full.
     ///
+    /// Pointers the allocator hands out ([`Self::alloc_pages_ptr`]) carry the
+    /// provenance of `region`; the region's provenance is also exposed, so an
+    /// address from [`Self::alloc_pages`] may be turned back into a pointer
+    /// with [`core::ptr::with_exposed_provenance_mut`].
+    ///
     /// # Safety
     /// `region` must be valid for reads and writes for as long as this
     /// allocator (or anything it handed out) is used, and used by nothing
     /// else: the allocator writes metadata into it and hands its pages out.
     pub unsafe fn add_region(&mut self, region: &mut [u8]) -> AllocResult {
-        let (start, len) = (region.as_mut_ptr() as usize, region.len());
+        let len = region.len();
         // SAFETY: forwarded caller contract.
-        unsafe { self.add_region_raw(start, len) }.map(|_| ())
+        unsafe { self.add_region_raw(region.as_mut_ptr(), len) }.map(|_| ())
     }
 
-    /// [`Self::add_region`] on raw bounds; returns the sections created.
+    /// [`Self::add_region`] on a raw region; returns the sections created.
+    ///
+    /// Every pointer the allocator later builds into the region (page
+    /// metadata, pages, slabs) is derived from `region` with `with_addr`, so
+    /// it carries the region's provenance (strict provenance). The
+    /// provenance is also exposed, so that users of the address-typed API
+    /// (`alloc_pages` returns a `usize`, as in 0.6) may turn an address back
+    /// into a pointer with `core::ptr::with_exposed_provenance_mut` (or an
+    /// `as` cast).
     ///
     /// # Safety
-    /// As for [`Self::add_region`], for `[start, start + len)`.
+    /// As for [`Self::add_region`], for the `len` bytes at `region`.
     pub(crate) unsafe fn add_region_raw(
         &mut self,
-        start: usize,
+        region: *mut u8,
         len: usize,
     ) -> AllocResult<[Option<NewSection>; 2]> {
+        let start = region.expose_provenance();
         let end = start.checked_add(len).ok_or(AllocError::InvalidParam)?;
         if start == 0 {
             return Err(AllocError::InvalidParam);
@@ -190,7 +205,8 @@ impl<const PAGE_SIZE: usize> BuddyAllocator<PAGE_SIZE> {
         if self.nr_sections + needed > MAX_SECTIONS {
             return Err(AllocError::TooManyRegions);
         }
-        let meta = NonNull::new(meta_start as *mut PageMeta).ok_or(AllocError::InvalidParam)?;
+        let meta = NonNull::new(region.with_addr(meta_start).cast::<PageMeta>())
+            .ok_or(AllocError::InvalidParam)?;
         let mut added = [None, None];
         for (slot, &(first, count, lowmem)) in added.iter_mut().zip(parts.iter()) {
             if count == 0 {
@@ -273,6 +289,28 @@ impl<const PAGE_SIZE: usize> BuddyAllocator<PAGE_SIZE> {
     /// `InvalidParam` for a zero count or a bad alignment, `NoMemory` when
     /// no block is large enough.
     pub fn alloc_pages(&mut self, count: usize, align_bytes: usize) -> AllocResult<usize> {
+        self.alloc_run(count, align_bytes).map(|(_, addr)| addr)
+    }
+
+    /// [`Self::alloc_pages`], returning a pointer to the run that carries the
+    /// provenance of the region it lies in: what a caller needs to use the
+    /// pages under strict provenance (free them with
+    /// [`Self::dealloc_pages`] at `ptr.addr()`).
+    ///
+    /// # Errors
+    /// As [`Self::alloc_pages`].
+    pub fn alloc_pages_ptr(
+        &mut self,
+        count: usize,
+        align_bytes: usize,
+    ) -> AllocResult<NonNull<u8>> {
+        let (i, addr) = self.alloc_run(count, align_bytes)?;
+        Ok(self.section_mut(i).ptr_at(addr))
+    }
+
+    /// Body of [`Self::alloc_pages`]: the section index and address of the
+    /// run.
+    fn alloc_run(&mut self, count: usize, align_bytes: usize) -> AllocResult<(usize, usize)> {
         let order = Self::order_for(count, align_bytes)?;
         // High sections first: lowmem is kept for those who need it.
         let found = (0..self.nr_sections).rev().find(|&i| {
@@ -288,7 +326,7 @@ impl<const PAGE_SIZE: usize> BuddyAllocator<PAGE_SIZE> {
             })
         });
         if let Some(i) = found {
-            return Ok(self.alloc_in(i, order, count));
+            return Ok((i, self.alloc_in(i, order, count)));
         }
         // No single block covers the request: look for a run of adjacent
         // free blocks (only useful when the request is not itself a block).
@@ -303,7 +341,7 @@ impl<const PAGE_SIZE: usize> BuddyAllocator<PAGE_SIZE> {
                     let m = s.meta(idx);
                     m.set(PageKind::Allocated, 0);
                     m.set_run_pages(count as u32);
-                    return Ok((s.base_pfn + idx) << shift);
+                    return Ok((i, (s.base_pfn + idx) << shift));
                 }
             }
         }
@@ -527,7 +565,8 @@ impl<const PAGE_SIZE: usize> BuddyAllocator<PAGE_SIZE> {
 
     /// Allocates a naturally aligned block of `1 << order` pages for a slab
     /// and tags its pages (B4) so an object address finds its slab in O(1).
-    pub(crate) fn alloc_slab(&mut self, order: u32) -> AllocResult<usize> {
+    /// The pointer carries the region's provenance.
+    pub(crate) fn alloc_slab(&mut self, order: u32) -> AllocResult<NonNull<u8>> {
         let i = (0..self.nr_sections)
             .rev()
             .find(|&i| {
@@ -543,7 +582,7 @@ impl<const PAGE_SIZE: usize> BuddyAllocator<PAGE_SIZE> {
         for t in idx + 1..idx + (1 << order) {
             s.meta(t).set(PageKind::SlabTail, order);
         }
-        Ok((s.base_pfn + idx) << shift)
+        Ok(s.ptr_at((s.base_pfn + idx) << shift))
     }
 
     /// Returns a slab block from [`Self::alloc_slab`].

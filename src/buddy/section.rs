@@ -16,7 +16,9 @@ use core::ptr::NonNull;
 ///   free lists.
 /// - B7: `meta` points to `nr_pages` initialised `PageMeta`s that nothing
 ///   else writes except through this section (and the slab owner through
-///   `PageMeta` atomics it has been given by the buddy).
+///   `PageMeta` atomics it has been given by the buddy). It is derived from
+///   the pointer the region came in as, so its provenance covers the whole
+///   region: every pointer to a page is built from it (`ptr_at`).
 pub(crate) struct Section {
     /// Absolute page frame number (`vaddr / PAGE_SIZE`) of page 0.
     pub(crate) base_pfn: usize,
@@ -95,6 +97,15 @@ impl Section {
         // SAFETY: the caller checked idx < nr_pages; `meta` holds nr_pages
         // initialised entries (B7).
         unsafe { &*self.meta.as_ptr().add(idx) }
+    }
+
+    /// A pointer to `addr`, a byte of this section's pages, carrying the
+    /// region's provenance (B7).
+    #[inline]
+    pub(crate) fn ptr_at(&self, addr: usize) -> NonNull<u8> {
+        debug_assert!(self.region_start <= addr && addr < self.region_end);
+        NonNull::new(self.meta.as_ptr().cast::<u8>().with_addr(addr))
+            .expect("pages lie above their metadata, so above address 0")
     }
 
     /// Order of the largest block starting at `idx` that is naturally aligned

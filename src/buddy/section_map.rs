@@ -22,6 +22,8 @@ pub(crate) struct SectionRef {
     pub(crate) start: usize,
     pub(crate) end: usize,
     pub(crate) base_pfn: usize,
+    /// Derived from the pointer the region came in as (B7), so its
+    /// provenance covers the section's pages: see `ptr_at`.
     pub(crate) meta: *const PageMeta,
 }
 
@@ -44,6 +46,14 @@ impl SectionRef {
         // section's metadata stays initialised while the allocator lives
         // (B7; sections are never removed).
         unsafe { &*self.meta.add(idx) }
+    }
+
+    /// A pointer to `addr`, which must lie in `[start, end)`, carrying the
+    /// provenance of the section's region.
+    #[inline]
+    pub(crate) fn ptr_at(&self, addr: usize) -> *mut u8 {
+        debug_assert!(self.contains(addr));
+        self.meta.cast::<u8>().cast_mut().with_addr(addr)
     }
 
     #[inline]
@@ -84,7 +94,7 @@ impl SectionMap {
         e.start.store(r.start, Ordering::Relaxed);
         e.end.store(r.end, Ordering::Relaxed);
         e.base_pfn.store(r.base_pfn, Ordering::Relaxed);
-        e.meta.store(r.meta as *mut PageMeta, Ordering::Relaxed);
+        e.meta.store(r.meta.cast_mut(), Ordering::Relaxed);
     }
 
     fn read(&self, i: usize) -> SectionRef {

@@ -92,7 +92,9 @@ pub(crate) struct SlabHeader {
     /// Free objects not on the free list (S1).
     unlinked: Cell<u16>,
     // immutable while the slab lives
-    base: AtomicUsize,
+    /// The slab's first byte, with the provenance of the memory it was
+    /// carved from: `absorb_remote` derives object pointers from it.
+    base: AtomicPtr<u8>,
     magic: AtomicUsize,
     object_bytes: AtomicU32,
     recip: AtomicU32,
@@ -171,15 +173,17 @@ impl SlabHeader {
         base + slab_bytes - HEADER_BYTES
     }
 
-    /// Formats a fresh slab: header written, every object on the free list.
+    /// Formats a fresh slab: header written, every object free and unlinked.
+    /// Object pointers are derived from `base`, so they carry its
+    /// provenance.
     ///
     /// # Safety
     /// `[base, base + (PAGE << order))` is writable memory owned by the
-    /// caller, aligned to its size, and `hdr` is `addr_for(base, bytes)`;
-    /// `geo` satisfies C3.
+    /// caller, aligned to its size, reachable through `base`'s provenance,
+    /// and `hdr` is `addr_for(base, bytes)`; `geo` satisfies C3.
     pub(crate) unsafe fn init(
         hdr: *mut SlabHeader,
-        base: usize,
+        base: *mut u8,
         geo: &SlabGeometry,
         owner_cpu: usize,
     ) {
@@ -189,7 +193,7 @@ impl SlabHeader {
         let usable = geo.nr_objects - geo.nr_objects / 64;
         if debug::ENABLED {
             for i in (0..geo.nr_objects).filter(|&i| !is_reserved(i)) {
-                let obj = (base + i * geo.object_bytes) as *mut u8;
+                let obj = base.wrapping_add(i * geo.object_bytes);
                 // SAFETY: obj is a free object inside the slab (C3); the
                 // caller owns the memory.
                 unsafe { debug::fill(obj, debug::red_zone(0, geo.object_bytes), debug::POISON) };
@@ -206,8 +210,8 @@ impl SlabHeader {
                 stray_remote: Cell::new(0),
                 state: Cell::new(SlabState::Empty),
                 unlinked: Cell::new(usable as u16),
-                base: AtomicUsize::new(base),
-                magic: AtomicUsize::new(MAGIC ^ base),
+                base: AtomicPtr::new(base),
+                magic: AtomicUsize::new(MAGIC ^ base.addr()),
                 object_bytes: AtomicU32::new(geo.object_bytes as u32),
                 recip: AtomicU32::new(geo.recip),
                 nr_objects: AtomicU32::new(geo.nr_objects as u32),
@@ -231,7 +235,7 @@ impl SlabHeader {
     #[inline]
     pub(crate) fn is_live_at(&self, base: usize) -> bool {
         self.magic.load(Ordering::Relaxed) == MAGIC ^ base
-            && self.base.load(Ordering::Relaxed) == base
+            && self.base.load(Ordering::Relaxed).addr() == base
     }
 
     /// Marks the slab dead before its memory goes back to the buddy.
@@ -241,6 +245,12 @@ impl SlabHeader {
 
     #[inline]
     pub(crate) fn base(&self) -> usize {
+        self.base.load(Ordering::Relaxed).addr()
+    }
+
+    /// The slab's first byte, as the pointer the slab was formatted with.
+    #[inline]
+    pub(crate) fn base_ptr(&self) -> *mut u8 {
         self.base.load(Ordering::Relaxed)
     }
 
@@ -376,10 +386,10 @@ impl SlabHeader {
             self.unlinked.set(0);
             return None;
         }
-        let (base, size) = (self.base(), self.object_bytes());
+        let (base, size) = (self.base_ptr(), self.object_bytes());
         let mut next = ptr::null_mut::<u8>();
         for &idx in batch[..got].iter().rev() {
-            let obj = (base + idx * size) as *mut u8;
+            let obj = base.wrapping_add(idx * size);
             // SAFETY: a free object of this slab (clear alloc bit, index
             // below nr_objects, not reserved): the owner links it.
             unsafe { obj.cast::<*mut u8>().write(next) };
@@ -515,7 +525,10 @@ impl SlabHeader {
             while left != 0 {
                 let b = left.trailing_zeros() as usize;
                 left &= left - 1;
-                self.poison((self.base() + (w * 64 + b) * self.object_bytes()) as *mut u8);
+                self.poison(
+                    self.base_ptr()
+                        .wrapping_add((w * 64 + b) * self.object_bytes()),
+                );
             }
         }
         doubles.count_ones() as usize

@@ -342,7 +342,35 @@ impl<const PAGE_SIZE: usize> SlabAllocator<PAGE_SIZE> {
         }
     }
 
-    /// Turns the block `[base, base + bytes)` into a slab of `class`.
+    /// Turns the block `[base, base + bytes)` into a slab of `class` (the
+    /// 0.6 signature: the block as an address).
+    ///
+    /// The pointer is rebuilt with [`core::ptr::with_exposed_provenance_mut`],
+    /// so the block's provenance must have been exposed: it is when the
+    /// block comes from a [`BuddyAllocator`](crate::BuddyAllocator), which
+    /// exposes each region it is given. Under strict provenance use
+    /// [`Self::add_slab_ptr`].
+    ///
+    /// # Errors
+    /// As [`Self::add_slab_ptr`].
+    ///
+    /// # Safety
+    /// As [`Self::add_slab_ptr`], for the pointer rebuilt from `base`.
+    pub unsafe fn add_slab(
+        &mut self,
+        class: SizeClass,
+        base: usize,
+        bytes: usize,
+        cpu: usize,
+    ) -> AllocResult {
+        let base =
+            NonNull::new(ptr::with_exposed_provenance_mut(base)).ok_or(AllocError::InvalidParam)?;
+        // SAFETY: forwarded caller contract.
+        unsafe { self.add_slab_ptr(class, base, bytes, cpu) }
+    }
+
+    /// Turns the block of `bytes` at `base` into a slab of `class`. Objects
+    /// handed out from it are derived from `base` and carry its provenance.
     ///
     /// # Errors
     /// `InvalidParam` if `bytes` is not the class's slab size (`pages` of
@@ -350,14 +378,14 @@ impl<const PAGE_SIZE: usize> SlabAllocator<PAGE_SIZE> {
     /// aligned to it.
     ///
     /// # Safety
-    /// The block is writable memory that the caller gives to this allocator
-    /// until it comes back as [`SlabDeallocResult::FreeSlab`] or from
-    /// [`Self::drain`]. (Slabs do not point back to the allocator, so it may
-    /// be moved.)
-    pub unsafe fn add_slab(
+    /// The block is writable memory, reachable through `base`, that the
+    /// caller gives to this allocator until it comes back as
+    /// [`SlabDeallocResult::FreeSlab`] or from [`Self::drain`]. (Slabs do
+    /// not point back to the allocator, so it may be moved.)
+    pub unsafe fn add_slab_ptr(
         &mut self,
         class: SizeClass,
-        base: usize,
+        base: NonNull<u8>,
         bytes: usize,
         cpu: usize,
     ) -> AllocResult {
@@ -366,7 +394,7 @@ impl<const PAGE_SIZE: usize> SlabAllocator<PAGE_SIZE> {
             return Err(AllocError::InvalidParam);
         }
         let order = self.table.slab_order(class);
-        if bytes != PAGE_SIZE << order || base == 0 || !base.is_multiple_of(bytes) {
+        if bytes != PAGE_SIZE << order || !base.addr().get().is_multiple_of(bytes) {
             return Err(AllocError::InvalidParam);
         }
         let geo = SlabGeometry {
@@ -376,7 +404,10 @@ impl<const PAGE_SIZE: usize> SlabAllocator<PAGE_SIZE> {
             nr_objects: self.table.objects_per_slab(class),
             recip: self.table.recip(class),
         };
-        let hdr = SlabHeader::addr_for(base, bytes) as *mut SlabHeader;
+        let base = base.as_ptr();
+        let hdr = base
+            .map_addr(|a| SlabHeader::addr_for(a, bytes))
+            .cast::<SlabHeader>();
         // SAFETY: caller contract: the block is ours, aligned to its size;
         // geometry comes from the table (C3).
         unsafe { SlabHeader::init(hdr, base, &geo, self.cpu) };
@@ -406,8 +437,9 @@ impl<const PAGE_SIZE: usize> SlabAllocator<PAGE_SIZE> {
     ///
     /// # Safety
     /// The slab-sized, slab-aligned block around `ptr` for `layout`'s class
-    /// must be readable memory (true for any pointer this allocator handed
-    /// out), and the caller gives the object up.
+    /// must be readable memory reachable through `ptr`'s provenance (true
+    /// for any pointer this allocator handed out), and the caller gives the
+    /// object up.
     pub unsafe fn dealloc(&mut self, ptr: NonNull<u8>, layout: Layout) -> SlabDeallocResult {
         let Ok(class) = self.table.class_for(layout) else {
             self.reject(ptr.as_ptr(), "layout not served by slabs");
@@ -415,9 +447,13 @@ impl<const PAGE_SIZE: usize> SlabAllocator<PAGE_SIZE> {
         };
         let bytes = PAGE_SIZE << self.table.slab_order(class);
         let base = ptr.as_ptr() as usize & !(bytes - 1);
-        // SAFETY: caller contract: the block around ptr is readable; the
-        // header is only trusted once its magic matches (S5).
-        let hdr = unsafe { &*(SlabHeader::addr_for(base, bytes) as *const SlabHeader) };
+        let hdr = ptr
+            .as_ptr()
+            .with_addr(SlabHeader::addr_for(base, bytes))
+            .cast::<SlabHeader>();
+        // SAFETY: caller contract: the block around ptr is readable through
+        // ptr; the header is only trusted once its magic matches (S5).
+        let hdr = unsafe { &*hdr };
         if !hdr.is_live_at(base) || hdr.owner_cpu() != self.cpu {
             self.reject(ptr.as_ptr(), "not in a live slab of this allocator");
             return SlabDeallocResult::Done;

@@ -239,7 +239,10 @@ mod tests {
         }
     }
 
+    /// Pure integer arithmetic over every offset of every slab: nothing for
+    /// Miri to check, and about 3 minutes under it.
     #[test]
+    #[cfg_attr(miri, ignore = "exhaustive arithmetic, no memory access")]
     fn reciprocal_division_is_exact_in_a_slab() {
         for c in T.classes() {
             let size = T.object_bytes(c) as u64;

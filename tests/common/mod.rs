@@ -1,6 +1,7 @@
 //! Shared test helpers: leaked, aligned arenas (so Miri tracks provenance).
 #![allow(dead_code)]
 
+use core::ptr::NonNull;
 use std::alloc::{Layout, alloc_zeroed};
 
 pub const PAGE: usize = 4096;
@@ -16,27 +17,61 @@ pub fn arena(bytes: usize, align: usize, offset: usize) -> &'static mut [u8] {
     unsafe { std::slice::from_raw_parts_mut(p.add(offset), bytes) }
 }
 
+/// Bytes moved per memory access by `fill` and `check`: one access per
+/// chunk, not per byte, because Miri tracks borrow stacks and data-race
+/// clocks per range of an allocation, and a byte-wise loop splits the
+/// arena's ranges byte by byte (quadratic under Miri). The pattern is made
+/// of words for the same reason: Miri interprets every instruction.
+const CHUNK_WORDS: usize = 32;
+
+/// The pattern of `tag` for the chunk starting at word `first`: word `k`
+/// of a block is `(tag + k) * odd constant`, distinct per word and tag.
+fn pattern(tag: u64, first: usize) -> [u64; CHUNK_WORDS] {
+    core::array::from_fn(|k| {
+        tag.wrapping_add((first + k) as u64)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    })
+}
+
+/// The first `n` bytes of `words`.
+fn bytes(words: &[u64; CHUNK_WORDS], n: usize) -> &[u8] {
+    // SAFETY: n ≤ the array's size in bytes; any u64 is valid bytes.
+    unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<u8>(), n) }
+}
+
 /// Fills `len` bytes at `p` with a pattern derived from `tag`.
 pub fn fill(p: *mut u8, len: usize, tag: u64) {
-    for i in 0..len {
+    for start in (0..len).step_by(CHUNK_WORDS * 8) {
+        let n = (CHUNK_WORDS * 8).min(len - start);
+        let want = pattern(tag, start / 8);
         // SAFETY: caller passes a live block of len bytes.
         unsafe {
-            p.add(i)
-                .write((tag as u8).wrapping_add(i as u8).wrapping_mul(31) ^ (tag >> 8) as u8)
+            p.add(start)
+                .copy_from_nonoverlapping(bytes(&want, n).as_ptr(), n)
         };
     }
 }
 
 /// Checks the pattern written by `fill`.
 pub fn check(p: *const u8, len: usize, tag: u64) {
-    for i in 0..len {
-        // SAFETY: caller passes a live block of len bytes.
-        let got = unsafe { p.add(i).read() };
-        let want = (tag as u8).wrapping_add(i as u8).wrapping_mul(31) ^ (tag >> 8) as u8;
-        assert_eq!(
-            got, want,
-            "block {p:p} byte {i} of {len} corrupted (tag {tag})"
-        );
+    for start in (0..len).step_by(CHUNK_WORDS * 8) {
+        let n = (CHUNK_WORDS * 8).min(len - start);
+        let want = pattern(tag, start / 8);
+        let mut got = [0u64; CHUNK_WORDS];
+        // SAFETY: caller passes a live block of len bytes; `got` has room
+        // for n bytes.
+        unsafe {
+            p.add(start)
+                .copy_to_nonoverlapping(got.as_mut_ptr().cast::<u8>(), n)
+        };
+        let (got, want) = (bytes(&got, n), bytes(&want, n));
+        if got != want {
+            let i = got.iter().zip(want).position(|(g, w)| g != w).unwrap();
+            panic!(
+                "block {p:p} byte {} of {len} corrupted (tag {tag})",
+                start + i
+            );
+        }
     }
 }
 
@@ -54,3 +89,11 @@ impl Rng {
         (self.next() % n as u64) as usize
     }
 }
+
+/// A block pointer handed to another thread (the allocation moves with it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Sent(pub NonNull<u8>);
+
+// SAFETY: the pointer is only an allocation being handed over; the
+// receiving thread becomes its only user.
+unsafe impl Send for Sent {}
