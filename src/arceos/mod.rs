@@ -106,10 +106,10 @@ unsafe impl Platform for ArceOsPlatform {
     fn virt_to_phys(vaddr: usize) -> usize {
         let translator = TRANSLATOR.load(Ordering::Acquire);
         // SAFETY: only `set_translator` stores here, from a `&'static`.
-        if let Some(t) = unsafe { translator.as_ref() } {
-            if let Some(paddr) = t.virt_to_phys(VirtAddr::from(vaddr)) {
-                return paddr.as_usize();
-            }
+        if let Some(t) = unsafe { translator.as_ref() }
+            && let Some(paddr) = t.virt_to_phys(VirtAddr::from(vaddr))
+        {
+            return paddr.as_usize();
         }
         axplat::mem::virt_to_phys(VirtAddr::from(vaddr)).as_usize()
     }
