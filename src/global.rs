@@ -277,11 +277,16 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         }
     }
 
-    /// The pinned context's own slot, for the fast paths: `None` before
-    /// `init`, on the shared slot, or before the platform assigned an id.
+    /// Runs `f` on the pinned context's own slot, for the fast paths:
+    /// `None` without running it before `init`, on the shared slot, or
+    /// before the platform assigned an id.
     #[inline(always)]
-    fn own_slot(&self, pin: &P::Pin) -> Option<&CpuSlot<PAGE_SIZE>> {
-        let id = P::cpu_id_hint(pin);
+    fn on_own_slot<R>(
+        &self,
+        f: impl FnOnce(&CpuSlot<PAGE_SIZE>, &mut CpuLocal<PAGE_SIZE>) -> Option<R>,
+    ) -> Option<R> {
+        let pin = P::pin();
+        let id = P::cpu_id_hint(&pin);
         // Acquire pairs with `init`'s Release: a non-zero count means the
         // slots are written and `slots` is published (G1).
         if id >= self.nr_cpu_slots.load(Ordering::Acquire) {
@@ -289,7 +294,12 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         }
         let slots = self.slots.load(Ordering::Relaxed);
         // SAFETY: id < nr_slots - 1: an initialised CPU slot (G1).
-        Some(unsafe { &*slots.add(id) })
+        let slot = unsafe { &*slots.add(id) };
+        // SAFETY: the pin makes this context the slot's only user (Platform
+        // contract); no other `local()` borrow of it is alive.
+        let result = f(slot, unsafe { slot.local() });
+        drop(pin);
+        result
     }
 
     /// The slow half of `with_slot`: no exclusive CPU slot, so take the
@@ -345,16 +355,8 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         if !fast(&layout) {
             return None;
         }
-        let pin = P::pin();
-        let slot = self.own_slot(&pin)?;
-        // SAFETY: the pin makes this context the slot's only user (Platform
-        // contract); no other `local()` borrow of it is alive.
-        let local = unsafe { slot.local() };
-        let p = local
-            .slab
-            .alloc_small(Self::TABLE.class_of_small(layout.size()));
-        drop(pin);
-        p
+        let class = Self::TABLE.class_of_small(layout.size());
+        self.on_own_slot(|_, local| local.slab.alloc_small(class))
     }
 
     /// Every allocation the fast path does not serve: page runs, large
@@ -498,16 +500,13 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         if !fast(&layout) {
             return false;
         }
-        let pin = P::pin();
-        let Some(slot) = self.own_slot(&pin) else {
-            return false;
-        };
         let class = Self::TABLE.class_of_small(layout.size());
-        // SAFETY: the pin makes this context the slot's only user (Platform
-        // contract); forwarded caller contract for the object.
-        let done = unsafe { slot.local().slab.free_small(ptr.as_ptr(), class) };
-        drop(pin);
-        done
+        self.on_own_slot(|_, local| {
+            // SAFETY: `local` is this context's own slot; forwarded caller
+            // contract for the object.
+            unsafe { local.slab.free_small(ptr.as_ptr(), class) }.then_some(())
+        })
+        .is_some()
     }
 
     /// Every free the fast path does not take: objects of other slabs and
@@ -792,24 +791,20 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         if !(align_bytes == 0 || align_bytes.is_power_of_two()) {
             return None;
         }
-        let pin = P::pin();
-        let slot = self.own_slot(&pin)?;
-        // SAFETY: the pin makes this context the slot's only user (Platform
-        // contract); no other `local()` borrow of it is alive.
-        let local = unsafe { slot.local() };
-        let addr = local.pages.pop(order)?;
-        slot.cached_page_bytes.sub(PAGE_SIZE << order);
-        // Cached blocks are ours (P1), in managed memory: a plain store hands
-        // one out.
-        let Some(meta) = self.meta_in(local, addr) else {
-            // P1 broken: leak the block rather than hand out memory we
-            // cannot account for.
-            log::error!("buddy-slab: cached block {addr:#x} is outside managed memory");
-            return None;
-        };
-        meta.set(PageKind::Allocated, 0);
-        drop(pin);
-        Some(addr)
+        self.on_own_slot(|slot, local| {
+            let addr = local.pages.pop(order)?;
+            slot.cached_page_bytes.sub(PAGE_SIZE << order);
+            // Cached blocks are ours (P1), in managed memory: a plain store
+            // hands one out.
+            let Some(meta) = self.meta_in(local, addr) else {
+                // P1 broken: leak the block rather than hand out memory we
+                // cannot account for.
+                log::error!("buddy-slab: cached block {addr:#x} is outside managed memory");
+                return None;
+            };
+            meta.set(PageKind::Allocated, 0);
+            Some(addr)
+        })
     }
 
     /// [`Self::alloc_pages`], returning a pointer to the run that carries the
@@ -965,32 +960,25 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         if !addr.is_multiple_of(PAGE_SIZE << order) {
             return false;
         }
-        let pin = P::pin();
-        let Some(slot) = self.own_slot(&pin) else {
-            return false;
-        };
-        // SAFETY: the pin makes this context the slot's only user (Platform
-        // contract); no other `local()` borrow of it is alive.
-        let local = unsafe { slot.local() };
-        if local.pages.is_full(order) {
-            return false;
-        }
-        let Some(meta) = self.meta_in(local, addr) else {
-            return false;
-        };
-        if meta.run_pages() as usize != count
-            || !meta.transition(PageKind::Allocated, PageKind::Cached)
-        {
-            return false;
-        }
-        // Claimed (exactly one of two racing frees gets here, see
-        // `free_run`); `run_pages` only changes under a claim, so the check
-        // above still holds.
-        let pushed = local.pages.push(order, addr);
-        debug_assert!(pushed, "checked for room above");
-        slot.cached_page_bytes.add(PAGE_SIZE << order);
-        drop(pin);
-        true
+        self.on_own_slot(|slot, local| {
+            if local.pages.is_full(order) {
+                return None;
+            }
+            let meta = self.meta_in(local, addr)?;
+            if meta.run_pages() as usize != count
+                || !meta.transition(PageKind::Allocated, PageKind::Cached)
+            {
+                return None;
+            }
+            // Claimed (exactly one of two racing frees gets here, see
+            // `free_run`); `run_pages` only changes under a claim, so the
+            // check above still holds.
+            let pushed = local.pages.push(order, addr);
+            debug_assert!(pushed, "checked for room above");
+            slot.cached_page_bytes.add(PAGE_SIZE << order);
+            Some(())
+        })
+        .is_some()
     }
 
     /// # Safety
