@@ -190,7 +190,7 @@ impl SlabHeader {
         // Every object starts unlinked (S1): `pop` links them a batch at a
         // time, lowest first, so a new slab costs no write per object.
         // Index 63 of every word is reserved for the word's flag (S4).
-        let usable = geo.nr_objects - geo.nr_objects / 64;
+        let usable = usable_objects(geo.nr_objects);
         if debug::ENABLED {
             for i in (0..geo.nr_objects).filter(|&i| !is_reserved(i)) {
                 let obj = base.wrapping_add(i * geo.object_bytes);
@@ -296,11 +296,10 @@ impl SlabHeader {
         !self.free_head.get().is_null() || self.unlinked.get() != 0
     }
 
-    /// Objects the slab can hand out: index 63 of each word is reserved (S4).
+    /// The object at index `idx`, with the slab's provenance.
     #[inline]
-    fn usable_objects(&self) -> usize {
-        let n = self.nr_objects();
-        n - n / 64
+    fn object_at(&self, idx: usize) -> *mut u8 {
+        self.base_ptr().wrapping_add(idx * self.object_bytes())
     }
 
     /// Object index of `obj`, if it is an object boundary of this slab.
@@ -368,10 +367,8 @@ impl SlabHeader {
         let mut batch = [0usize; LINK_BATCH];
         let mut got = 0;
         'scan: for w in 0..BITMAP_WORDS.min(n.div_ceil(64)) {
-            let mut free = !self.alloc_bits[w].get() & object_mask(n, w);
-            while free != 0 {
-                batch[got] = w * 64 + free.trailing_zeros() as usize;
-                free &= free - 1;
+            for b in set_bits(!self.alloc_bits[w].get() & object_mask(n, w)) {
+                batch[got] = w * 64 + b;
                 got += 1;
                 if got == LINK_BATCH || got == unlinked {
                     break 'scan;
@@ -386,10 +383,9 @@ impl SlabHeader {
             self.unlinked.set(0);
             return None;
         }
-        let (base, size) = (self.base_ptr(), self.object_bytes());
         let mut next = ptr::null_mut::<u8>();
         for &idx in batch[..got].iter().rev() {
-            let obj = base.wrapping_add(idx * size);
+            let obj = self.object_at(idx);
             // SAFETY: a free object of this slab (clear alloc bit, index
             // below nr_objects, not reserved): the owner links it.
             unsafe { obj.cast::<*mut u8>().write(next) };
@@ -422,7 +418,7 @@ impl SlabHeader {
         // Every free object is now unlinked (S1).
         self.free_head.set(ptr::null_mut());
         self.unlinked
-            .set((self.usable_objects() - self.nr_allocated()) as u16);
+            .set((usable_objects(self.nr_objects()) - self.nr_allocated()) as u16);
         self.pop_unlinked()
     }
 
@@ -493,14 +489,11 @@ impl SlabHeader {
             // Acquire: see the bits of every word the summary names.
             self.remote_summary.swap(0, Ordering::AcqRel) & !PUSHED
         };
-        let mut faults = self.stray_remote.replace(0) as usize;
-        let mut words = words;
-        while words != 0 {
-            let w = words.trailing_zeros() as usize % BITMAP_WORDS;
-            words &= words - 1;
-            faults += self.absorb_word(w);
-        }
+        let faults = self.stray_remote.replace(0) as usize;
         faults
+            + set_bits(words.into())
+                .map(|w| self.absorb_word(w % BITMAP_WORDS))
+                .sum::<usize>()
     }
 
     /// Takes remote word `w`, closing its epoch (S4), and frees its
@@ -521,14 +514,8 @@ impl SlabHeader {
         self.nr_allocated.set(self.nr_allocated.get() - n);
         self.unlinked.set(self.unlinked.get() + n as u16);
         if debug::ENABLED {
-            let mut left = freed;
-            while left != 0 {
-                let b = left.trailing_zeros() as usize;
-                left &= left - 1;
-                self.poison(
-                    self.base_ptr()
-                        .wrapping_add((w * 64 + b) * self.object_bytes()),
-                );
+            for b in set_bits(freed) {
+                self.poison(self.object_at(w * 64 + b));
             }
         }
         doubles.count_ones() as usize
@@ -536,14 +523,12 @@ impl SlabHeader {
 
     /// Logs each remote double free found in word `w` (S3 violations).
     #[cold]
-    fn report_remote_doubles(&self, w: usize, mut doubles: u64) {
-        while doubles != 0 {
-            let b = doubles.trailing_zeros() as usize;
-            doubles &= doubles - 1;
+    fn report_remote_doubles(&self, w: usize, doubles: u64) {
+        for b in set_bits(doubles) {
             log::error!(
-                "slab {:#x}: double free of object {:#x} (remote)",
+                "slab {:#x}: double free of object {:p} (remote)",
                 self.base(),
-                self.base() + (w * 64 + b) * self.object_bytes()
+                self.object_at(w * 64 + b)
             );
         }
     }
@@ -616,7 +601,7 @@ impl SlabHeader {
         let allocated: u32 = self.alloc_bits.iter().map(|w| w.get().count_ones()).sum();
         assert_eq!(allocated as usize, self.nr_allocated(), "S2");
         let usable = (0..self.nr_objects()).filter(|&i| !is_reserved(i)).count();
-        assert_eq!(usable, self.usable_objects());
+        assert_eq!(usable, usable_objects(self.nr_objects()));
         assert_eq!(
             free + self.unlinked.get() as usize + self.nr_allocated(),
             usable,
@@ -632,6 +617,25 @@ fn object_mask(nr_objects: usize, w: usize) -> u64 {
     let n = nr_objects.saturating_sub(w * 64).min(64);
     let below = if n == 64 { u64::MAX } else { (1u64 << n) - 1 };
     below & !QUEUED_BIT
+}
+
+/// Objects a slab of `nr_objects` can hand out: index 63 of each bitmap
+/// word is reserved (S4).
+#[inline]
+fn usable_objects(nr_objects: usize) -> usize {
+    nr_objects - nr_objects / 64
+}
+
+/// The positions of the set bits of `word`, lowest first.
+#[inline]
+fn set_bits(mut word: u64) -> impl Iterator<Item = usize> {
+    core::iter::from_fn(move || {
+        (word != 0).then(|| {
+            let b = word.trailing_zeros() as usize;
+            word &= word - 1;
+            b
+        })
+    })
 }
 
 /// Whether object index `idx` is reserved for its word's flag (S4).

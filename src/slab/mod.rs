@@ -250,14 +250,10 @@ impl<const PAGE_SIZE: usize> SlabAllocator<PAGE_SIZE> {
     /// Allocates an object of `class`.
     #[inline(always)]
     pub fn alloc_class(&mut self, class: SizeClass) -> SlabAllocResult {
-        let cache = &mut self.caches[class.index()];
-        // SAFETY: `active` is null or a live slab of this class (L1).
-        if let Some(hdr) = unsafe { cache.active.as_ref() }
-            && let Some(obj) = hdr.pop()
-        {
-            return SlabAllocResult::Allocated(self.handed_out(class, hdr, obj));
+        match self.alloc_small(class) {
+            Some(p) => SlabAllocResult::Allocated(p),
+            None => self.alloc_slow(class),
         }
-        self.alloc_slow(class)
     }
 
     /// Fast path of the facade: an object of `class` from its active slab,
