@@ -2,7 +2,7 @@
 
 mod common;
 use buddy_slab_allocator::{
-    AllocError, BuddyAllocator, SlabAllocResult, SlabAllocator, SlabDeallocResult,
+    AllocError, BuddyAllocator, SizeClass, SlabAllocResult, SlabAllocator, SlabDeallocResult,
 };
 use common::{PAGE, arena, check, fill};
 use core::alloc::Layout;
@@ -40,6 +40,16 @@ impl Pair {
                 }
             }
         }
+    }
+
+    /// What a fresh slab allocator asks for at its first allocation of
+    /// `layout`: the class, and the slab size in pages and bytes.
+    fn first_slab_request(&mut self, layout: Layout) -> (SizeClass, usize, usize) {
+        let SlabAllocResult::NeedsSlab { size_class, pages } = self.slab.alloc(layout).unwrap()
+        else {
+            panic!("a fresh slab allocator has no slab");
+        };
+        (size_class, pages, pages * PAGE)
     }
 
     fn dealloc(&mut self, ptr: NonNull<u8>, layout: Layout) {
@@ -177,12 +187,8 @@ fn corrupted_free_list_loses_and_duplicates_nothing() {
 
 #[test]
 fn bad_slab_blocks_are_rejected() {
-    let mut p = Pair::new(4 << 20);
-    let l = Layout::from_size_align(64, 8).unwrap();
-    let SlabAllocResult::NeedsSlab { size_class, pages } = p.slab.alloc(l).unwrap() else {
-        panic!("a fresh slab allocator has no slab");
-    };
-    let bytes = pages * PAGE;
+    let (mut p, l) = (Pair::new(4 << 20), Layout::from_size_align(64, 8).unwrap());
+    let (size_class, pages, bytes) = p.first_slab_request(l);
     let block = p.buddy.alloc_pages_ptr(2 * pages, 2 * bytes).unwrap();
     // SAFETY: each call is rejected before the block is touched.
     unsafe {
@@ -212,12 +218,8 @@ fn bad_slab_blocks_are_rejected() {
 #[test]
 #[cfg_attr(miri, ignore = "integer-to-pointer: needs exposed provenance")]
 fn add_slab_takes_an_address_from_the_buddy() {
-    let mut p = Pair::new(4 << 20);
-    let l = Layout::from_size_align(64, 8).unwrap();
-    let SlabAllocResult::NeedsSlab { size_class, pages } = p.slab.alloc(l).unwrap() else {
-        panic!("a fresh slab allocator has no slab");
-    };
-    let bytes = pages * PAGE;
+    let (mut p, l) = (Pair::new(4 << 20), Layout::from_size_align(64, 8).unwrap());
+    let (size_class, pages, bytes) = p.first_slab_request(l);
     let addr = p.buddy.alloc_pages(pages, bytes).unwrap();
     // SAFETY: the first call is rejected before anything is touched; the
     // second gets the block the buddy just gave us.
