@@ -22,8 +22,8 @@
 //! Slab and page-cache state is never shared under a lock: it belongs to
 //! one CPU slot; cross-CPU traffic is the remote bitmaps and pending stacks.
 
-use crate::buddy::{BuddyAllocator, ManagedSection, PageKind, PageMeta, SectionMap};
-use crate::config::cpu::PAGE_CACHE_BATCH;
+use crate::buddy::{BuddyAllocator, ManagedSection, PageKind, PageMeta, SectionMap, SectionRef};
+use crate::config::cpu::{PAGE_CACHE_BATCH, PAGE_CACHE_FRACTION};
 use crate::cpu::{CpuLocal, CpuSlot, PageCache};
 use crate::debug::{self, Corruption, ENABLED as DEBUG};
 use crate::error::{AllocError, AllocResult};
@@ -99,6 +99,9 @@ pub struct GlobalAllocator<const PAGE_SIZE: usize, P: Platform = DefaultPlatform
     /// before: the fast paths' one check for "initialised and an own slot".
     nr_cpu_slots: AtomicUsize,
     invalid_frees: AtomicUsize,
+    /// CPU slots that have refilled their page cache at least once: the
+    /// CPUs sharing the page caches' budget (never decreases).
+    caching_cpus: AtomicUsize,
     /// Bumped when an allocation runs out of memory: every CPU drains its
     /// caches on its next slow path once it sees a new value.
     reclaim_epoch: AtomicUsize,
@@ -182,6 +185,7 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
             nr_slots: AtomicUsize::new(0),
             nr_cpu_slots: AtomicUsize::new(0),
             invalid_frees: AtomicUsize::new(0),
+            caching_cpus: AtomicUsize::new(0),
             reclaim_epoch: AtomicUsize::new(0),
             _platform: PhantomData,
         }
@@ -213,12 +217,16 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         let (slot_area, rest) = region.split_at_mut(offset + bytes);
         // SAFETY: forwarded caller contract for the rest of the region.
         unsafe { self.add_region(rest)? };
+        let first_pfn = self
+            .buddy
+            .with(|b| b.managed_section(0))
+            .map_or(0, |s| s.start_vaddr >> Self::PAGE_SHIFT);
         // SAFETY: offset < slot_area.len(); the result is aligned for a slot.
         let slots = unsafe { slot_area.as_mut_ptr().add(offset) }.cast::<CpuSlot<PAGE_SIZE>>();
         for i in 0..nr_slots {
             // SAFETY: the area has room for nr_slots aligned slots and the
             // caller gave it to us.
-            unsafe { slots.add(i).write(CpuSlot::new(i)) };
+            unsafe { slots.add(i).write(CpuSlot::new(i, first_pfn)) };
         }
         self.nr_slots.store(nr_slots, Ordering::Relaxed);
         self.slots.store(slots, Ordering::Release);
@@ -464,12 +472,19 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
     /// Page metadata of `addr` through the CPU's one-entry section cache.
     #[inline(always)]
     fn meta_in(&self, local: &mut CpuLocal<PAGE_SIZE>, addr: usize) -> Option<&PageMeta> {
-        if !local.section.contains(addr) {
-            local.section = self.map.lookup(addr)?;
+        self.meta_via(&mut local.section, addr)
+    }
+
+    /// [`Self::meta_in`] given only the section cache (so a page-cache
+    /// method can look up metadata while the cache itself is borrowed).
+    #[inline(always)]
+    fn meta_via(&self, section: &mut SectionRef, addr: usize) -> Option<&PageMeta> {
+        if !section.contains(addr) {
+            *section = self.map.lookup(addr)?;
         }
         // SAFETY: as in `meta_of`: published sections and their metadata
         // live as long as the allocator.
-        Some(unsafe { &*ptr::from_ref(local.section.meta_of(addr, Self::PAGE_SHIFT)) })
+        Some(unsafe { &*ptr::from_ref(section.meta_of(addr, Self::PAGE_SHIFT)) })
     }
 
     /// Frees `ptr`, allocated by this allocator with `layout`.
@@ -681,15 +696,15 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         }
         // Only naturally aligned runs are cached (a run grown in place may
         // not be), so a cached block honours any alignment up to its size.
-        if let Some(order) =
-            PageCache::order_for(count, 1).filter(|&o| addr.is_multiple_of(PAGE_SIZE << o))
+        if let Some(order) = PageCache::order_for(count, 1)
+            .filter(|&o| addr.is_multiple_of(PAGE_SIZE << o) && local.pages.can_cache(addr))
         {
-            if !local.pages.push(order, addr) {
+            if local.pages.is_full(order) {
                 self.flush_pages(slot, local, order, PAGE_CACHE_BATCH);
-                let pushed = local.pages.push(order, addr);
-                debug_assert!(pushed, "a flush makes room");
             }
-            slot.cached_page_bytes.add(PAGE_SIZE << order);
+            // `run_pages == count` was checked above: the block is tagged as
+            // a cached block of `order` is (P1).
+            self.cache_block(slot, local, order, addr, meta);
             return Ok(());
         }
         self.buddy
@@ -792,16 +807,13 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
             return None;
         }
         self.on_own_slot(|slot, local| {
-            let addr = local.pages.pop(order)?;
-            slot.cached_page_bytes.sub(PAGE_SIZE << order);
-            // Cached blocks are ours (P1), in managed memory: a plain store
+            let (addr, meta) = local
+                .pages
+                .pop(order, |a| self.meta_via(&mut local.section, a))?;
+            slot.cached_page_bytes
+                .set(local.pages.pages() << Self::PAGE_SHIFT);
+            // Cached blocks are ours (P1, checked by `pop`): a plain store
             // hands one out.
-            let Some(meta) = self.meta_in(local, addr) else {
-                // P1 broken: leak the block rather than hand out memory we
-                // cannot account for.
-                log::error!("buddy-slab: cached block {addr:#x} is outside managed memory");
-                return None;
-            };
             meta.set(PageKind::Allocated, 0);
             Some(addr)
         })
@@ -876,32 +888,78 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         local: &mut CpuLocal<PAGE_SIZE>,
         order: usize,
     ) -> Option<NonNull<u8>> {
-        let addr = match local.pages.pop(order) {
-            Some(addr) => {
-                slot.cached_page_bytes.sub(PAGE_SIZE << order);
+        let popped = local
+            .pages
+            .pop(order, |a| self.meta_via(&mut local.section, a));
+        let addr = match popped {
+            Some((addr, meta)) => {
+                slot.cached_page_bytes
+                    .set(local.pages.pages() << Self::PAGE_SHIFT);
+                // Cached blocks are ours (P1): a plain store hands it out.
+                meta.set(PageKind::Allocated, 0);
                 addr
             }
-            None => {
-                self.honour_reclaim(slot, local);
-                let mut batch = [0usize; PAGE_CACHE_BATCH];
-                let n = self
-                    .buddy
-                    .with(|b| b.alloc_cached_blocks(order as u32, &mut batch));
-                for &extra in batch[1..n.max(1)].iter().rev() {
-                    let pushed = local.pages.push(order, extra);
-                    debug_assert!(pushed, "the stack was empty");
-                    slot.cached_page_bytes.add(PAGE_SIZE << order);
-                }
-                if n == 0 {
-                    return None;
-                }
-                batch[0]
-            }
+            None => self.refill_pages(slot, local, order)?,
         };
-        // Cached blocks are ours (P1): a plain store hands it out.
-        self.meta_in(local, addr)?.set(PageKind::Allocated, 0);
-        // `meta_in` left the block's section in the cache.
+        // `meta_via` left the block's section in the cache.
         NonNull::new(local.section.ptr_at(addr))
+    }
+
+    /// Refills the empty page cache of `order` with a batch from the buddy,
+    /// adapting its high mark, and hands out one block of it.
+    fn refill_pages(
+        &self,
+        slot: &CpuSlot<PAGE_SIZE>,
+        local: &mut CpuLocal<PAGE_SIZE>,
+        order: usize,
+    ) -> Option<usize> {
+        self.honour_reclaim(slot, local);
+        if !local.pages.counted {
+            local.pages.counted = true;
+            self.caching_cpus.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut batch = [0usize; PAGE_CACHE_BATCH];
+        let (n, total_pages) = self.buddy.with(|b| {
+            let n = b.alloc_cached_blocks(order as u32, &mut batch);
+            (n, b.total_pages())
+        });
+        let caching_cpus = self.caching_cpus.load(Ordering::Relaxed).max(1);
+        local
+            .pages
+            .note_refill(order, total_pages / (PAGE_CACHE_FRACTION * caching_cpus));
+        let (&first, extra) = batch[..n].split_first()?;
+        // The oldest first, so that `batch[1]` is the next block handed out.
+        for &addr in extra.iter().rev() {
+            if local.pages.is_full(order) || !local.pages.can_cache(addr) {
+                self.buddy
+                    .with(|b| b.free_cached_blocks(order as u32, &[addr]));
+                continue;
+            }
+            match self.meta_in(local, addr) {
+                Some(meta) => self.cache_block(slot, local, order, addr, meta),
+                None => log::error!("buddy-slab: refilled block {addr:#x} is unmanaged"),
+            }
+        }
+        self.meta_in(local, first)?.set(PageKind::Allocated, 0);
+        Some(first)
+    }
+
+    /// Puts a block tagged `Cached` (P1) on this CPU's list of `order`,
+    /// which has room and can link `addr`.
+    #[inline(always)]
+    fn cache_block(
+        &self,
+        slot: &CpuSlot<PAGE_SIZE>,
+        local: &mut CpuLocal<PAGE_SIZE>,
+        order: usize,
+        addr: usize,
+        meta: &PageMeta,
+    ) {
+        local
+            .pages
+            .push(order, addr, meta, |a| self.meta_via(&mut local.section, a));
+        slot.cached_page_bytes
+            .set(local.pages.pages() << Self::PAGE_SHIFT);
     }
 
     /// Allocates `count` pages below the lowmem (DMA32) limit.
@@ -911,6 +969,15 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
     pub fn alloc_pages_lowmem(&self, count: usize, align_bytes: usize) -> AllocResult<usize> {
         self.buddy
             .with(|b| b.alloc_pages_lowmem(count, align_bytes))
+            .or_else(|e| {
+                if e != AllocError::NoMemory {
+                    return Err(e);
+                }
+                // Lowmem pages may sit in CPU caches: reclaim, then retry.
+                let _ = with_slot!(self, |slot, id, local| self.reclaim(slot, id, local));
+                self.buddy
+                    .with(|b| b.alloc_pages_lowmem(count, align_bytes))
+            })
     }
 
     /// Allocates exactly the pages at `[addr, addr + count * PAGE_SIZE)`.
@@ -961,7 +1028,7 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
             return false;
         }
         self.on_own_slot(|slot, local| {
-            if local.pages.is_full(order) {
+            if local.pages.is_full(order) || !local.pages.can_cache(addr) {
                 return None;
             }
             let meta = self.meta_in(local, addr)?;
@@ -972,10 +1039,8 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
             }
             // Claimed (exactly one of two racing frees gets here, see
             // `free_run`); `run_pages` only changes under a claim, so the
-            // check above still holds.
-            let pushed = local.pages.push(order, addr);
-            debug_assert!(pushed, "checked for room above");
-            slot.cached_page_bytes.add(PAGE_SIZE << order);
+            // check above still holds and the block is tagged as P1 asks.
+            self.cache_block(slot, local, order, addr, meta);
             Some(())
         })
         .is_some()
@@ -1009,11 +1074,14 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         let mut batch = [0usize; PAGE_CACHE_BATCH];
         let mut left = max;
         while left > 0 {
-            let n = local.pages.take_batch(order, left, &mut batch);
+            let n = local.pages.take_batch(order, left, &mut batch, |a| {
+                self.meta_via(&mut local.section, a)
+            });
             if n == 0 {
                 return;
             }
-            slot.cached_page_bytes.sub(n * (PAGE_SIZE << order));
+            slot.cached_page_bytes
+                .set(local.pages.pages() << Self::PAGE_SHIFT);
             self.buddy
                 .with(|b| b.free_cached_blocks(order as u32, &batch[..n]));
             left -= n;
@@ -1026,6 +1094,7 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         for order in 0..crate::config::cpu::PAGE_CACHE_ORDERS {
             self.flush_pages(slot, local, order, usize::MAX);
         }
+        local.pages.reset_high();
     }
 
     /// Returns the current CPU's empty slabs and cached pages to the buddy,

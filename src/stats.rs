@@ -28,6 +28,12 @@ impl Counter {
         self.0.load(Relaxed)
     }
 
+    /// Sets the value (single writer only).
+    #[inline]
+    pub fn set(&self, n: usize) {
+        self.0.store(n, Relaxed);
+    }
+
     /// Adds `n` (single writer only).
     #[inline]
     pub fn add(&self, n: usize) {

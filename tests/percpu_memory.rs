@@ -110,7 +110,7 @@ fn per_cpu_state_and_cache_bounds() {
     println!(
         "per-CPU: slot {slot_bytes} B ({slots} slots = {} KiB); idle caches at most \
          {} KiB of slabs ({} classes x (1 active + {empty_kept} empty)) + {} KiB of \
-         page cache ({high} blocks x orders 0..{orders}) = {} KiB per CPU; \
+         page cache ({high} blocks x orders 0..{orders}, the initial high mark) = {} KiB per CPU; \
          64 CPUs: {} KiB of state, {} MiB of caches",
         slots_bytes >> 10,
         slab_max >> 10,
@@ -119,5 +119,81 @@ fn per_cpu_state_and_cache_bounds() {
         per_cpu >> 10,
         (65 * slot_bytes) >> 10,
         (64 * per_cpu) >> 20,
+    );
+}
+
+/// The page cache's high mark adapts (Linux pcp style): a CPU that keeps
+/// cycling more pages than `page-cache-high` through the buddy grows its
+/// cache until the cycle stays in it, never beyond its share of
+/// `1/page-cache-fraction` of managed memory; a drain resets the mark.
+#[test]
+fn page_cache_grows_within_its_budget_and_a_drain_resets_it() {
+    let high = knob("page-cache-high");
+    let fraction = knob("page-cache-fraction");
+    let mut heap = Box::new(GlobalAllocator::<PAGE>::new());
+    // SAFETY: leaked arena; boxed allocator.
+    unsafe { heap.init(arena(64 << 20, PAGE, 0)).unwrap() };
+    let total_pages = heap.managed_bytes() / PAGE;
+    let fresh = heap.free_blocks_per_order();
+    // This thread is the one CPU caching pages in this heap.
+    let cap_pages = high + total_pages / fraction;
+
+    // One round: `live` pages allocated, then freed; returns the pages the
+    // cache holds after the frees.
+    let round = |heap: &GlobalAllocator<PAGE>, live: usize| {
+        let pages: Vec<usize> = (0..live)
+            .map(|_| heap.alloc_pages(1, PAGE).unwrap())
+            .collect();
+        for (i, &p) in pages.iter().enumerate() {
+            // SAFETY: allocated above; each freed once. A tag checks nobody
+            // else was handed the page meanwhile.
+            unsafe {
+                (p as *mut u64).write(i as u64);
+            }
+        }
+        for (i, &p) in pages.iter().enumerate().rev() {
+            // SAFETY: as above.
+            unsafe {
+                assert_eq!((p as *const u64).read(), i as u64);
+                heap.dealloc_pages(p, 1).unwrap();
+            }
+        }
+        heap.stats().cached_page_bytes / PAGE
+    };
+
+    // A cycle of 4x the initial mark ends up wholly in the cache.
+    let live = 4 * high;
+    assert!(live < cap_pages);
+    let held: Vec<usize> = (0..6).map(|_| round(&heap, live)).collect();
+    assert_eq!(held[0], high, "first round: the initial mark");
+    assert_eq!(
+        *held.last().unwrap(),
+        live,
+        "grown to hold the cycle: {held:?}"
+    );
+    assert!(held.windows(2).all(|w| w[0] <= w[1]), "{held:?}");
+
+    // A cycle bigger than the budget: the cache stops at its cap.
+    let big = cap_pages + total_pages / 8;
+    let held: Vec<usize> = (0..8).map(|_| round(&heap, big)).collect();
+    let peak = *held.iter().max().unwrap();
+    assert!(
+        peak <= cap_pages,
+        "cache {peak} > cap {cap_pages}: {held:?}"
+    );
+    assert!(peak > cap_pages / 2, "grew toward the cap: {held:?}");
+
+    // A drain empties the cache and resets the mark.
+    heap.drain();
+    assert_eq!(heap.stats().cached_page_bytes, 0);
+    assert_eq!(round(&heap, live), high);
+
+    heap.drain_all();
+    let s = heap.stats();
+    assert_eq!((s.invalid_frees, s.allocated_bytes), (0, 0));
+    assert_eq!(
+        heap.free_blocks_per_order(),
+        fresh,
+        "everything merged back"
     );
 }

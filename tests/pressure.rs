@@ -80,3 +80,65 @@ fn a_large_allocation_succeeds_after_other_cpus_freed_their_memory() {
     unsafe { heap.dealloc_pages(big, pages).unwrap() };
     assert_eq!(heap.stats().invalid_frees, 0);
 }
+
+/// Lowmem (DMA32) pages freed into a CPU's page cache are reclaimed for a
+/// lowmem request rather than failing it.
+#[test]
+fn lowmem_pages_in_a_page_cache_serve_lowmem_requests() {
+    use buddy_slab_allocator::Platform;
+    use buddy_slab_allocator::sync::SpinLock;
+    use std::sync::OnceLock;
+
+    const LOWMEM_LIMIT: usize = 1 << 32;
+    const ARENA: usize = 8 << 20;
+    static BASE: OnceLock<usize> = OnceLock::new();
+
+    /// One CPU (this test's thread); the arena's first half maps below the
+    /// lowmem limit.
+    struct LowPlatform;
+    // SAFETY: only this single-threaded test uses the platform, so CPU 0's
+    // slot has one user.
+    unsafe impl Platform for LowPlatform {
+        type Lock = SpinLock;
+        type Pin = ();
+        fn pin() {}
+        fn cpu_id(_: &()) -> Option<usize> {
+            Some(0)
+        }
+        fn max_cpus() -> usize {
+            1
+        }
+        fn virt_to_phys(vaddr: usize) -> usize {
+            vaddr - BASE.get().unwrap() + LOWMEM_LIMIT - ARENA / 2
+        }
+    }
+
+    let region = arena(ARENA, PAGE, 0);
+    BASE.set(region.as_ptr() as usize).unwrap();
+    let heap = Box::new(GlobalAllocator::<PAGE, LowPlatform>::new());
+    // SAFETY: leaked arena; boxed allocator.
+    unsafe { heap.init(region).unwrap() };
+    let low: Vec<usize> = std::iter::from_fn(|| heap.alloc_pages_lowmem(1, 0).ok()).collect();
+    assert!(low.len() > 256, "{} lowmem pages", low.len());
+    for &p in &low {
+        // SAFETY: allocated above, freed once.
+        unsafe { heap.dealloc_pages(p, 1).unwrap() };
+    }
+    assert!(
+        heap.stats().cached_page_bytes > 0,
+        "some sit in the page cache"
+    );
+    let again: Vec<usize> = std::iter::from_fn(|| heap.alloc_pages_lowmem(1, 0).ok()).collect();
+    assert_eq!(again.len(), low.len(), "every lowmem page served again");
+    assert!(
+        again
+            .iter()
+            .all(|&p| LowPlatform::virt_to_phys(p + PAGE - 1) < LOWMEM_LIMIT)
+    );
+    for &p in &again {
+        // SAFETY: allocated above, freed once.
+        unsafe { heap.dealloc_pages(p, 1).unwrap() };
+    }
+    heap.drain();
+    assert_eq!(heap.stats().allocated_bytes, 0);
+}

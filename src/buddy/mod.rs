@@ -24,7 +24,7 @@ mod page_meta;
 mod section;
 mod section_map;
 
-pub(crate) use page_meta::{PageKind, PageMeta};
+pub(crate) use page_meta::{NIL, PageKind, PageMeta};
 pub(crate) use section_map::{SectionMap, SectionRef};
 
 use crate::config::{LOWMEM_LIMIT, MAX_ORDER, MAX_SECTIONS, NR_ORDERS};

@@ -39,11 +39,13 @@ pub(crate) struct CpuSlot<const PAGE_SIZE: usize> {
 }
 
 impl<const PAGE_SIZE: usize> CpuSlot<PAGE_SIZE> {
-    pub(crate) fn new(cpu: usize) -> Self {
+    /// Slot of CPU `cpu`; `first_pfn` is a page frame of managed memory
+    /// (the page cache's links are relative to it).
+    pub(crate) fn new(cpu: usize, first_pfn: usize) -> Self {
         Self {
             local: UnsafeCell::new(CpuLocal {
                 slab: SlabAllocator::with_table(SlabAllocator::<PAGE_SIZE>::default_table(), cpu),
-                pages: PageCache::new(),
+                pages: PageCache::new(first_pfn, PAGE_SIZE.trailing_zeros()),
                 section: SectionRef::EMPTY,
                 seen_reclaim: 0,
             }),
