@@ -1198,10 +1198,14 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         s
     }
 
-    /// Checks the buddy's invariants and the current CPU's slabs.
+    /// Checks the buddy's invariants and the current CPU's slabs and page
+    /// cache.
     pub fn check_invariants(&self) {
         self.buddy.with(|b| b.check_invariants());
-        let _ = with_slot!(self, |_slot, _, local| local.slab.check_invariants());
+        let _ = with_slot!(self, |_slot, _, local| {
+            local.slab.check_invariants();
+            local.pages.check(|a| self.meta_via(&mut local.section, a));
+        });
     }
 }
 

@@ -172,6 +172,8 @@ fn page_cache_grows_within_its_budget_and_a_drain_resets_it() {
         "grown to hold the cycle: {held:?}"
     );
     assert!(held.windows(2).all(|w| w[0] <= w[1]), "{held:?}");
+    // The grown lists are well formed (P1–P3).
+    heap.check_invariants();
 
     // A cycle bigger than the budget: the cache stops at its cap.
     let big = cap_pages + total_pages / 8;

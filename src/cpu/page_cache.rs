@@ -284,6 +284,33 @@ impl PageCache {
         list.flushed = false;
     }
 
+    /// Checks P1–P3 (walks every list); panics on a violation.
+    pub(crate) fn check<'m>(&self, mut meta_of: impl MetaOf<'m>) {
+        let mut pages = 0;
+        for (order, list) in self.lists.iter().enumerate() {
+            assert!(list.high >= PAGE_CACHE_HIGH, "P3: order {order}");
+            assert_eq!(list.len == 0, list.head == NIL, "P2: order {order} head");
+            assert_eq!(list.len == 0, list.tail == NIL, "P2: order {order} tail");
+            let mut cur = list.head;
+            for i in 0..list.len {
+                let addr = self.addr_of(cur);
+                let meta = meta_of(addr).expect("P1: a cached block in managed memory");
+                assert!(
+                    meta.is(PageKind::Cached, 0) && meta.run_pages() as usize == 1 << order,
+                    "P1: cached block {addr:#x} of order {order}"
+                );
+                assert!(addr.is_multiple_of(1 << (self.page_shift as usize + order)));
+                if i + 1 == list.len {
+                    assert_eq!(cur, list.tail, "P2: order {order} ends at its tail");
+                } else {
+                    cur = meta.next();
+                }
+            }
+            pages += list.len << order;
+        }
+        assert_eq!(pages, self.pages, "page count");
+    }
+
     /// Resets every high mark to `page-cache-high` (after a drain).
     pub(crate) fn reset_high(&mut self) {
         for list in &mut self.lists {
@@ -330,6 +357,7 @@ mod tests {
         }
         assert!(c.is_full(0));
         assert_eq!(c.pages(), PAGE_CACHE_HIGH);
+        c.check(meta_of);
         let mut out = [0; PAGE_CACHE_BATCH];
         assert_eq!(
             c.take_batch(0, usize::MAX, &mut out, meta_of),
@@ -345,8 +373,10 @@ mod tests {
             seen += 1;
         }
         assert_eq!(seen, PAGE_CACHE_HIGH - PAGE_CACHE_BATCH);
+        c.check(meta_of);
         assert_eq!(c.pages(), 0);
         assert!(c.pop(1, meta_of).is_none());
+        c.check(meta_of);
     }
 
     #[test]
