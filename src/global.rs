@@ -99,9 +99,10 @@ pub struct GlobalAllocator<const PAGE_SIZE: usize, P: Platform = DefaultPlatform
     /// before: the fast paths' one check for "initialised and an own slot".
     nr_cpu_slots: AtomicUsize,
     invalid_frees: AtomicUsize,
-    /// CPU slots that have refilled their page cache at least once: the
-    /// CPUs sharing the page caches' budget (never decreases).
-    caching_cpus: AtomicUsize,
+    /// CPU slots whose page-cache marks are above the initial one: the
+    /// CPUs sharing the page caches' growth budget (each slot's
+    /// `counted_growing` says whether it is counted here).
+    growing_cpus: AtomicUsize,
     /// Bumped when an allocation runs out of memory: every CPU drains its
     /// caches on its next slow path once it sees a new value.
     reclaim_epoch: AtomicUsize,
@@ -185,7 +186,7 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
             nr_slots: AtomicUsize::new(0),
             nr_cpu_slots: AtomicUsize::new(0),
             invalid_frees: AtomicUsize::new(0),
-            caching_cpus: AtomicUsize::new(0),
+            growing_cpus: AtomicUsize::new(0),
             reclaim_epoch: AtomicUsize::new(0),
             _platform: PhantomData,
         }
@@ -914,19 +915,19 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         order: usize,
     ) -> Option<usize> {
         self.honour_reclaim(slot, local);
-        if !local.pages.counted {
-            local.pages.counted = true;
-            self.caching_cpus.fetch_add(1, Ordering::Relaxed);
-        }
         let mut batch = [0usize; PAGE_CACHE_BATCH];
         let (n, total_pages) = self.buddy.with(|b| {
             let n = b.alloc_cached_blocks(order as u32, &mut batch);
             (n, b.total_pages())
         });
-        let caching_cpus = self.caching_cpus.load(Ordering::Relaxed).max(1);
+        // This CPU's share of the growth budget: split among the CPUs whose
+        // marks have grown, itself included.
+        let others =
+            self.growing_cpus.load(Ordering::Relaxed) - usize::from(local.pages.counted_growing);
         local
             .pages
-            .note_refill(order, total_pages / (PAGE_CACHE_FRACTION * caching_cpus));
+            .note_refill(order, total_pages / (PAGE_CACHE_FRACTION * (others + 1)));
+        self.count_growing(local);
         let (&first, extra) = batch[..n].split_first()?;
         // The oldest first, so that `batch[1]` is the next block handed out.
         for &addr in extra.iter().rev() {
@@ -942,6 +943,20 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         }
         self.meta_in(local, first)?.set(PageKind::Allocated, 0);
         Some(first)
+    }
+
+    /// Keeps `growing_cpus` in step with whether this CPU's marks are above
+    /// the initial one.
+    fn count_growing(&self, local: &mut CpuLocal<PAGE_SIZE>) {
+        let grown = local.pages.has_grown();
+        if grown != local.pages.counted_growing {
+            local.pages.counted_growing = grown;
+            if grown {
+                self.growing_cpus.fetch_add(1, Ordering::Relaxed);
+            } else {
+                self.growing_cpus.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
     }
 
     /// Puts a block tagged `Cached` (P1) on this CPU's list of `order`,
@@ -1095,6 +1110,7 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
             self.flush_pages(slot, local, order, usize::MAX);
         }
         local.pages.reset_high();
+        self.count_growing(local);
     }
 
     /// Returns the current CPU's empty slabs and cached pages to the buddy,

@@ -3,7 +3,9 @@
 //! compared with what the knobs in the configuration file allow.
 
 mod common;
-use buddy_slab_allocator::{GlobalAllocator, SlabAllocator};
+use buddy_slab_allocator::sync::SpinLock;
+use buddy_slab_allocator::{GlobalAllocator, Platform, SlabAllocator};
+use core::cell::Cell;
 use common::{PAGE, arena};
 use core::alloc::Layout;
 use core::ptr::NonNull;
@@ -138,33 +140,10 @@ fn page_cache_grows_within_its_budget_and_a_drain_resets_it() {
     // This thread is the one CPU caching pages in this heap.
     let cap_pages = high + total_pages / fraction;
 
-    // One round: `live` pages allocated, then freed; returns the pages the
-    // cache holds after the frees.
-    let round = |heap: &GlobalAllocator<PAGE>, live: usize| {
-        let pages: Vec<usize> = (0..live)
-            .map(|_| heap.alloc_pages(1, PAGE).unwrap())
-            .collect();
-        for (i, &p) in pages.iter().enumerate() {
-            // SAFETY: allocated above; each freed once. A tag checks nobody
-            // else was handed the page meanwhile.
-            unsafe {
-                (p as *mut u64).write(i as u64);
-            }
-        }
-        for (i, &p) in pages.iter().enumerate().rev() {
-            // SAFETY: as above.
-            unsafe {
-                assert_eq!((p as *const u64).read(), i as u64);
-                heap.dealloc_pages(p, 1).unwrap();
-            }
-        }
-        heap.stats().cached_page_bytes / PAGE
-    };
-
     // A cycle of 4x the initial mark ends up wholly in the cache.
     let live = 4 * high;
     assert!(live < cap_pages);
-    let held: Vec<usize> = (0..6).map(|_| round(&heap, live)).collect();
+    let held: Vec<usize> = (0..6).map(|_| cycle_pages(&*heap, live)).collect();
     assert_eq!(held[0], high, "first round: the initial mark");
     assert_eq!(
         *held.last().unwrap(),
@@ -177,7 +156,7 @@ fn page_cache_grows_within_its_budget_and_a_drain_resets_it() {
 
     // A cycle bigger than the budget: the cache stops at its cap.
     let big = cap_pages + total_pages / 8;
-    let held: Vec<usize> = (0..8).map(|_| round(&heap, big)).collect();
+    let held: Vec<usize> = (0..8).map(|_| cycle_pages(&*heap, big)).collect();
     let peak = *held.iter().max().unwrap();
     assert!(
         peak <= cap_pages,
@@ -188,7 +167,7 @@ fn page_cache_grows_within_its_budget_and_a_drain_resets_it() {
     // A drain empties the cache and resets the mark.
     heap.drain();
     assert_eq!(heap.stats().cached_page_bytes, 0);
-    assert_eq!(round(&heap, live), high);
+    assert_eq!(cycle_pages(&*heap, live), high);
 
     heap.drain_all();
     let s = heap.stats();
@@ -198,4 +177,104 @@ fn page_cache_grows_within_its_budget_and_a_drain_resets_it() {
         fresh,
         "everything merged back"
     );
+}
+
+/// `live` single pages allocated, tagged, checked and freed (newest first);
+/// returns the pages all page caches hold afterwards.
+fn cycle_pages<P: Platform>(heap: &GlobalAllocator<PAGE, P>, live: usize) -> usize {
+    let pages: Vec<usize> = (0..live)
+        .map(|_| heap.alloc_pages(1, PAGE).unwrap())
+        .collect();
+    for (i, &p) in pages.iter().enumerate() {
+        // SAFETY: allocated above and not freed yet. The tag checks that
+        // nobody else was handed the page meanwhile.
+        unsafe { (p as *mut u64).write(i as u64) };
+    }
+    for (i, &p) in pages.iter().enumerate().rev() {
+        // SAFETY: as above; each page is freed once.
+        unsafe {
+            assert_eq!((p as *const u64).read(), i as u64);
+            heap.dealloc_pages(p, 1).unwrap();
+        }
+    }
+    heap.stats().cached_page_bytes / PAGE
+}
+
+std::thread_local! {
+    static CPU: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Two CPUs that one test thread switches between (only between calls).
+struct TwoCpus;
+
+// SAFETY: the one test using it drives its heap from one thread and
+// switches CPU only between calls, so a slot never has two users.
+unsafe impl Platform for TwoCpus {
+    type Lock = SpinLock;
+    type Pin = ();
+    fn pin() {}
+    fn cpu_id(_: &()) -> Option<usize> {
+        Some(CPU.with(Cell::get))
+    }
+    fn max_cpus() -> usize {
+        2
+    }
+    fn virt_to_phys(vaddr: usize) -> usize {
+        vaddr
+    }
+}
+
+/// The growth budget (1/page-cache-fraction of managed memory) is split
+/// among the CPUs whose page caches have grown: a CPU that caches pages
+/// without growing takes no share, and a second growing CPU halves the
+/// first one's share at its next refill.
+#[test]
+fn the_growth_budget_is_shared_by_the_cpus_whose_caches_grow() {
+    let high = knob("page-cache-high");
+    let fraction = knob("page-cache-fraction");
+    let heap = Box::new(GlobalAllocator::<PAGE, TwoCpus>::new());
+    // SAFETY: leaked arena; boxed allocator.
+    unsafe { heap.init(arena(64 << 20, PAGE, 0)).unwrap() };
+    let total_pages = heap.managed_bytes() / PAGE;
+    let held = |cpu| heap.cpu_stats(cpu).unwrap().cached_page_bytes / PAGE;
+    let on = |cpu| CPU.with(|c| c.set(cpu));
+    // More pages than any share: every round refills after a flush.
+    let big = total_pages / 4;
+
+    // CPU 1 caches pages but never needs more than the initial mark.
+    on(1);
+    cycle_pages(&*heap, high / 2);
+    assert_eq!(held(1), high / 2);
+
+    // CPU 0 alone grows: the whole budget is its share.
+    on(0);
+    for _ in 0..8 {
+        cycle_pages(&*heap, big);
+    }
+    let alone = held(0);
+    assert!(alone <= high + total_pages / fraction, "{alone}");
+    assert!(alone > high + total_pages / fraction / 2, "{alone}");
+
+    // CPU 1 grows too: its share is half the budget, and CPU 0's drops to
+    // half once it refills again.
+    on(1);
+    for _ in 0..8 {
+        cycle_pages(&*heap, big);
+    }
+    assert!(held(1) <= high + total_pages / fraction / 2, "{}", held(1));
+    on(0);
+    cycle_pages(&*heap, big);
+    assert!(held(0) <= high + total_pages / fraction / 2, "{}", held(0));
+    assert!(held(0) + held(1) <= 2 * high + total_pages / fraction);
+
+    // A drained CPU leaves the sharing: CPU 0 gets the whole budget back.
+    on(1);
+    heap.drain();
+    assert_eq!(held(1), 0);
+    on(0);
+    for _ in 0..4 {
+        cycle_pages(&*heap, big);
+    }
+    assert!(held(0) > high + total_pages / fraction / 2, "{}", held(0));
+    heap.check_invariants();
 }

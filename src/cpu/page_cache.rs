@@ -20,8 +20,8 @@
 //! adapts as Linux's pcp high does: a refill that follows a flush means
 //! blocks are cycling through the buddy because the cache is too small, so
 //! `high` doubles, up to this CPU's share of `1 / page-cache-fraction` of
-//! managed memory (shared by every CPU that caches pages, and by the orders
-//! of one CPU). A drain (memory pressure, `drain`) resets it.
+//! managed memory (shared by the CPUs whose marks have grown, and by the
+//! orders of one CPU). A drain (memory pressure, `drain`) resets it.
 #![deny(unsafe_code)]
 
 use crate::buddy::{NIL, PageKind, PageMeta};
@@ -70,8 +70,9 @@ pub(crate) struct PageCache {
     page_shift: u32,
     /// Pages on all lists.
     pages: usize,
-    /// Whether this CPU is counted among the CPUs that cache pages.
-    pub(crate) counted: bool,
+    /// Whether this CPU is counted among the CPUs whose marks have grown
+    /// (the facade's `growing_cpus`).
+    pub(crate) counted_growing: bool,
 }
 
 /// Metadata of a block's head page, by address: the facade's section map.
@@ -87,7 +88,7 @@ impl PageCache {
             origin_pfn: first_pfn.wrapping_sub(1 << 31),
             page_shift,
             pages: 0,
-            counted: false,
+            counted_growing: false,
         }
     }
 
@@ -309,6 +310,11 @@ impl PageCache {
             pages += list.len << order;
         }
         assert_eq!(pages, self.pages, "page count");
+    }
+
+    /// Whether a high mark is above `page-cache-high`.
+    pub(crate) fn has_grown(&self) -> bool {
+        self.lists.iter().any(|l| l.high > PAGE_CACHE_HIGH)
     }
 
     /// Resets every high mark to `page-cache-high` (after a drain).
