@@ -117,6 +117,42 @@ fn remote_double_free() {
     assert_eq!(h.stats().invalid_frees, 1);
 }
 
+/// A remote free and then a local free of the same object: the local free
+/// does not read the remote bitmap (it would cost the owner a cache line a
+/// remote CPU writes), so the double free is caught when the owner next
+/// hands the object out or absorbs remote frees, whichever comes first;
+/// either way it is counted once and the object is handed out once.
+#[test]
+fn remote_then_local_double_free() {
+    for absorb_first in [false, true] {
+        let h = heap(4 << 20);
+        let layout = l(48, 8);
+        let p = h.alloc(layout).unwrap();
+        on_cpu(1);
+        // SAFETY: a valid remote free.
+        unsafe { h.dealloc(p, layout) };
+        on_cpu(0);
+        // SAFETY: a deliberate double free, by the owner.
+        unsafe { h.dealloc(p, layout) };
+        if absorb_first {
+            h.drain();
+        }
+        let again = h.alloc(layout).unwrap();
+        assert_eq!(again, p, "the object is free once, on top of the list");
+        fill(again.as_ptr(), 48, 9);
+        h.drain();
+        nothing_handed_out_twice(&h, 2000, 48);
+        check(again.as_ptr(), 48, 9);
+        assert_eq!(h.stats().invalid_frees, 1, "absorb first: {absorb_first}");
+        // SAFETY: the live block, freed once.
+        unsafe { h.dealloc(again, layout) };
+        h.drain();
+        assert_eq!(h.stats().invalid_frees, 1);
+        assert_eq!(h.stats().live_objects, 0);
+        h.check_invariants();
+    }
+}
+
 /// A remote double free of an object already back on its owner's free list
 /// sets a remote bit the owner cannot tell from a valid free once the object
 /// is handed out again. The owner must catch it when it reuses the object,

@@ -5,9 +5,9 @@
 mod common;
 use buddy_slab_allocator::sync::SpinLock;
 use buddy_slab_allocator::{GlobalAllocator, Platform, SlabAllocator};
-use core::cell::Cell;
 use common::{PAGE, arena};
 use core::alloc::Layout;
+use core::cell::Cell;
 use core::ptr::NonNull;
 
 /// A knob from the configuration file the crate was built with.

@@ -58,8 +58,12 @@ pub(crate) enum SlabState {
 ///   each object (whose cache line the freeing CPU holds).
 /// - S2: `nr_allocated` = number of set alloc bits = objects handed out and
 ///   not yet freed locally or absorbed from the remote bitmap.
-/// - S3: a remote bit is set only for an object whose alloc bit is set (a
-///   violation is a double free, caught when the bit is absorbed).
+/// - S3: a remote bit is set only for an object whose alloc bit is set. A
+///   violation is a double free (a remote free of a free object, or a
+///   local free of an object with a remote free pending): `pop` drops the
+///   bit before it hands the object out again, else `absorb_remote` finds
+///   it; either counts it once. Local frees do not read the remote bitmap,
+///   so the owner never pulls in the line remote CPUs write to free.
 /// - S5: `magic == MAGIC ^ base` while the slab is live.
 /// - S4 (remote frees, *epochs*): bit 63 of each remote word is that
 ///   word's flag `Q` ([`QUEUED_BIT`]); objects never use it (index 63 of
@@ -432,8 +436,10 @@ impl SlabHeader {
         let idx = self.index_of(obj as usize)?;
         let (w, bit) = word_bit(idx);
         let word = self.alloc_bits[w].get();
-        // A pending remote free of the same object is a double free too.
-        if word & bit == 0 || self.remote_bits[w].load(Ordering::Relaxed) & bit != 0 {
+        // A remote free of the same object still pending is caught later,
+        // by `pop` or `absorb_remote` (S3): checking here would read the
+        // remote bitmap's line on every local free.
+        if word & bit == 0 {
             return Err(FreeFault::DoubleFree);
         }
         self.alloc_bits[w].set(word & !bit);
