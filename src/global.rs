@@ -70,6 +70,9 @@ pub struct GlobalStats {
     /// Debug checks: objects written past their requested size (overflow
     /// or wrong layout), found when freed.
     pub red_zone_faults: usize,
+    /// Bytes page caches dropped because page metadata holding their list
+    /// links was corrupted (leaked, never handed out twice).
+    pub page_cache_lost_bytes: usize,
 }
 
 /// Statistics of one CPU slot.
@@ -81,6 +84,9 @@ pub struct CpuStats {
     pub cached_page_bytes: usize,
     /// Frees it made of objects owned by other CPUs.
     pub remote_frees_sent: usize,
+    /// Bytes its page cache dropped because a list link in page metadata
+    /// was corrupted (the blocks leak rather than be handed out twice).
+    pub page_cache_lost_bytes: usize,
 }
 
 /// Buddy pages + per-CPU slab caches, usable as `#[global_allocator]`.
@@ -915,6 +921,9 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         order: usize,
     ) -> Option<usize> {
         self.honour_reclaim(slot, local);
+        // The list was empty, or dropped as corrupted: publish the loss.
+        slot.page_cache_lost_bytes
+            .set(local.pages.lost_pages() << Self::PAGE_SHIFT);
         let mut batch = [0usize; PAGE_CACHE_BATCH];
         let (n, total_pages) = self.buddy.with(|b| {
             let n = b.alloc_cached_blocks(order as u32, &mut batch);
@@ -1092,6 +1101,11 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
             let n = local.pages.take_batch(order, left, &mut batch, |a| {
                 self.meta_via(&mut local.section, a)
             });
+            if n < left.min(PAGE_CACHE_BATCH) {
+                // Emptied, or dropped as corrupted: publish the loss.
+                slot.page_cache_lost_bytes
+                    .set(local.pages.lost_pages() << Self::PAGE_SHIFT);
+            }
             if n == 0 {
                 return;
             }
@@ -1181,6 +1195,7 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
             slab: slot.slab_stats(),
             cached_page_bytes: slot.cached_page_bytes.get(),
             remote_frees_sent: slot.remote_frees_sent.get(),
+            page_cache_lost_bytes: slot.page_cache_lost_bytes.get(),
         })
     }
 
@@ -1208,6 +1223,7 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
                 s.remote_frees += c.remote_frees_sent;
                 s.poison_faults += c.slab.poison_faults;
                 s.red_zone_faults += c.slab.red_zone_faults;
+                s.page_cache_lost_bytes += c.page_cache_lost_bytes;
             }
         }
         s.allocated_bytes = buddy_allocated - s.cached_page_bytes;

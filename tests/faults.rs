@@ -411,3 +411,57 @@ fn debug_switch_matches_the_feature() {
         cfg!(feature = "debug-checks")
     );
 }
+
+/// A wild write into page metadata that breaks a page-cache list link: the
+/// cache drops the list (its blocks leak, counted in
+/// `page_cache_lost_bytes`) instead of following the link, and nothing is
+/// handed out twice.
+#[test]
+#[cfg_attr(miri, ignore = "the wild write goes through an integer address")]
+fn corrupted_page_cache_link_drops_the_list() {
+    let h = heap(4 << 20);
+    let sec = h.managed_section(0).unwrap();
+    // Page metadata: 16-byte entries from the region's start (aligned to
+    // 4), one per managed page; the first field is the list's `next` link.
+    let meta_of =
+        |addr: usize| sec.region.0.next_multiple_of(4) + 16 * ((addr - sec.start_vaddr) / PAGE);
+    let a = h.alloc_pages(1, PAGE).unwrap();
+    let b = h.alloc_pages(1, PAGE).unwrap();
+    // SAFETY: both runs were allocated above; each is freed once.
+    unsafe {
+        h.dealloc_pages(a, 1).unwrap();
+        h.dealloc_pages(b, 1).unwrap();
+    }
+    // Both are cached, on top of the rest of the refill batch.
+    let cached = h.stats().cached_page_bytes;
+    assert!(cached >= 2 * PAGE);
+    // `b` is on top and links to `a`; point the link at an allocated page.
+    let live = h.alloc_pages(4, 4 * PAGE).unwrap();
+    let link_to_live = {
+        // SAFETY: the metadata entry of `b`, inside the region we leaked;
+        // reading the link tells how links encode `a`.
+        let link_a = unsafe { (meta_of(b) as *const u32).read() };
+        link_a.wrapping_add((live / PAGE).wrapping_sub(a / PAGE) as u32)
+    };
+    // SAFETY: a deliberate wild write into the metadata entry of `b`.
+    unsafe { (meta_of(b) as *mut u32).write(link_to_live) };
+    assert_eq!(h.alloc_pages(1, PAGE).unwrap(), b, "the top block is fine");
+    let next = h.alloc_pages(1, PAGE).unwrap();
+    assert_ne!(next, live, "the bad link is not followed");
+    assert_ne!(next, a, "the dropped list's block leaks");
+    assert_eq!(
+        h.stats().page_cache_lost_bytes,
+        cached - PAGE,
+        "everything below `b` counted as lost"
+    );
+    let more: Vec<usize> = (0..200).map(|_| h.alloc_pages(1, PAGE).unwrap()).collect();
+    assert!(!more.contains(&a) && !more.contains(&live) && !more.contains(&b));
+    // SAFETY: live runs, each freed once.
+    unsafe {
+        for p in more.into_iter().chain([b, next]) {
+            h.dealloc_pages(p, 1).unwrap();
+        }
+        h.dealloc_pages(live, 4).unwrap();
+    }
+    assert_eq!(h.stats().invalid_frees, 0);
+}

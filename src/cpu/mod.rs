@@ -36,6 +36,9 @@ pub(crate) struct CpuSlot<const PAGE_SIZE: usize> {
     pub(crate) remote_frees_sent: Counter,
     /// Bytes in this CPU's page cache.
     pub(crate) cached_page_bytes: Counter,
+    /// Bytes its page cache dropped with corrupted lists (published on the
+    /// slow paths that can find out).
+    pub(crate) page_cache_lost_bytes: Counter,
 }
 
 impl<const PAGE_SIZE: usize> CpuSlot<PAGE_SIZE> {
@@ -52,6 +55,7 @@ impl<const PAGE_SIZE: usize> CpuSlot<PAGE_SIZE> {
             pending: PendingSlabs::new(),
             remote_frees_sent: Counter::new(),
             cached_page_bytes: Counter::new(),
+            page_cache_lost_bytes: Counter::new(),
         }
     }
 

@@ -70,6 +70,8 @@ pub(crate) struct PageCache {
     page_shift: u32,
     /// Pages on all lists.
     pages: usize,
+    /// Pages dropped with corrupted lists (see `checked_block`).
+    lost_pages: usize,
     /// Whether this CPU is counted among the CPUs whose marks have grown
     /// (the facade's `growing_cpus`).
     pub(crate) counted_growing: bool,
@@ -88,6 +90,7 @@ impl PageCache {
             origin_pfn: first_pfn.wrapping_sub(1 << 31),
             page_shift,
             pages: 0,
+            lost_pages: 0,
             counted_growing: false,
         }
     }
@@ -121,6 +124,11 @@ impl PageCache {
     #[inline]
     pub(crate) fn pages(&self) -> usize {
         self.pages
+    }
+
+    /// Pages dropped so far with corrupted lists (leaked, never reused).
+    pub(crate) fn lost_pages(&self) -> usize {
+        self.lost_pages
     }
 
     /// Whether the list of `order` is at its high mark.
@@ -240,6 +248,7 @@ impl PageCache {
             list.len
         );
         self.pages -= list.len << order;
+        self.lost_pages += list.len << order;
         (list.head, list.tail, list.len) = (NIL, NIL, 0);
     }
 
@@ -399,6 +408,11 @@ mod tests {
         assert_eq!(c.pop(1, meta_of).unwrap().0, (first + 4) << SHIFT);
         assert!(c.pop(1, meta_of).is_none(), "bad link detected");
         assert_eq!(c.pages(), 0, "the list is dropped");
+        assert_eq!(
+            c.lost_pages(),
+            2 * 2,
+            "two blocks of order 1 counted as lost"
+        );
         assert!(c.pop(1, meta_of).is_none());
     }
 
