@@ -706,6 +706,7 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         if let Some(order) = PageCache::order_for(count, 1)
             .filter(|&o| addr.is_multiple_of(PAGE_SIZE << o) && local.pages.can_cache(addr))
         {
+            self.honour_reclaim(slot, local);
             if local.pages.is_full(order) {
                 self.flush_pages(slot, local, order, PAGE_CACHE_BATCH);
             }
@@ -814,6 +815,10 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
             return None;
         }
         self.on_own_slot(|slot, local| {
+            // A reclaim asked every CPU to drain: the slow path does.
+            if self.reclaim_pending(local) {
+                return None;
+            }
             let (addr, meta) = local
                 .pages
                 .pop(order, |a| self.meta_via(&mut local.section, a))?;
@@ -849,6 +854,15 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
                 let _ = with_slot!(self, |slot, id, local| self.reclaim(slot, id, local));
                 self.buddy.with(|b| b.alloc_pages_ptr(count, align_bytes))
             })
+    }
+
+    /// Whether a reclaim was requested since this CPU last drained: the
+    /// page fast paths then step aside, so that a CPU busy cycling pages
+    /// through its cache returns them promptly (one load of a word that
+    /// only changes when memory runs out).
+    #[inline(always)]
+    fn reclaim_pending(&self, local: &CpuLocal<PAGE_SIZE>) -> bool {
+        self.reclaim_epoch.load(Ordering::Relaxed) != local.seen_reclaim
     }
 
     /// Drains this CPU if a reclaim was requested since it last looked.
@@ -895,6 +909,7 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         local: &mut CpuLocal<PAGE_SIZE>,
         order: usize,
     ) -> Option<NonNull<u8>> {
+        self.honour_reclaim(slot, local);
         let popped = local
             .pages
             .pop(order, |a| self.meta_via(&mut local.section, a));
@@ -1052,7 +1067,10 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
             return false;
         }
         self.on_own_slot(|slot, local| {
-            if local.pages.is_full(order) || !local.pages.can_cache(addr) {
+            if local.pages.is_full(order)
+                || !local.pages.can_cache(addr)
+                || self.reclaim_pending(local)
+            {
                 return None;
             }
             let meta = self.meta_in(local, addr)?;

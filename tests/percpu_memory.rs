@@ -278,3 +278,52 @@ fn the_growth_budget_is_shared_by_the_cpus_whose_caches_grow() {
     assert!(held(0) > high + total_pages / fraction / 2, "{}", held(0));
     heap.check_invariants();
 }
+
+/// Memory pressure with a grown page cache on a busy CPU: when another CPU
+/// runs out, the busy CPU returns its cache on its next page operation
+/// (its fast paths step aside once a reclaim was requested), so the other
+/// CPU's next attempt succeeds. (An idle CPU is drained at once, see
+/// tests/pressure.rs; this platform reports none idle.)
+#[test]
+fn a_busy_cpu_returns_its_grown_page_cache_after_a_reclaim() {
+    let high = knob("page-cache-high");
+    let heap = Box::new(GlobalAllocator::<PAGE, TwoCpus>::new());
+    // SAFETY: leaked arena; boxed allocator.
+    unsafe { heap.init(arena(16 << 20, PAGE, 0)).unwrap() };
+    let total_pages = heap.managed_bytes() / PAGE;
+    let held = |cpu| heap.cpu_stats(cpu).unwrap().cached_page_bytes / PAGE;
+    let on = |cpu| CPU.with(|c| c.set(cpu));
+
+    on(0);
+    for _ in 0..8 {
+        cycle_pages(&*heap, total_pages / 4);
+    }
+    let grown = held(0);
+    assert!(grown > 4 * high, "CPU 0's cache grew: {grown}");
+
+    // CPU 1 takes everything else, then runs out.
+    on(1);
+    let mut mine: Vec<usize> = std::iter::from_fn(|| heap.alloc_pages(1, PAGE).ok()).collect();
+    assert_eq!(held(0), grown, "a busy CPU is not drained by another");
+
+    // CPU 0's next page operation drains its cache first.
+    on(0);
+    let p = heap.alloc_pages(1, PAGE).unwrap();
+    // SAFETY: allocated just above, freed once.
+    unsafe { heap.dealloc_pages(p, 1).unwrap() };
+    assert!(held(0) < grown / 2, "drained: {} of {grown}", held(0));
+
+    on(1);
+    let more: Vec<usize> = std::iter::from_fn(|| heap.alloc_pages(1, PAGE).ok()).collect();
+    assert!(
+        more.len() + 1 >= grown - held(0),
+        "CPU 1 got the returned pages: {}",
+        more.len()
+    );
+    mine.extend(more);
+    for p in mine {
+        // SAFETY: allocated above, freed once.
+        unsafe { heap.dealloc_pages(p, 1).unwrap() };
+    }
+    assert_eq!(heap.stats().invalid_frees, 0);
+}
