@@ -815,10 +815,8 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
             return None;
         }
         self.on_own_slot(|slot, local| {
-            // A reclaim asked every CPU to drain: the slow path does.
-            if self.reclaim_pending(local) {
-                return None;
-            }
+            // No reclaim check here: taking blocks shrinks the cache; the
+            // free fast path, which grows it, checks.
             let (addr, meta) = local
                 .pages
                 .pop(order, |a| self.meta_via(&mut local.section, a))?;

@@ -280,8 +280,8 @@ fn the_growth_budget_is_shared_by_the_cpus_whose_caches_grow() {
 }
 
 /// Memory pressure with a grown page cache on a busy CPU: when another CPU
-/// runs out, the busy CPU returns its cache on its next page operation
-/// (its fast paths step aside once a reclaim was requested), so the other
+/// runs out, the busy CPU returns its cache on its next page free (the
+/// free fast path steps aside once a reclaim was requested), so the other
 /// CPU's next attempt succeeds. (An idle CPU is drained at once, see
 /// tests/pressure.rs; this platform reports none idle.)
 #[test]
@@ -306,7 +306,7 @@ fn a_busy_cpu_returns_its_grown_page_cache_after_a_reclaim() {
     let mut mine: Vec<usize> = std::iter::from_fn(|| heap.alloc_pages(1, PAGE).ok()).collect();
     assert_eq!(held(0), grown, "a busy CPU is not drained by another");
 
-    // CPU 0's next page operation drains its cache first.
+    // CPU 0's next page free drains its cache first.
     on(0);
     let p = heap.alloc_pages(1, PAGE).unwrap();
     // SAFETY: allocated just above, freed once.
