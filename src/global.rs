@@ -933,7 +933,7 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         local: &mut CpuLocal<PAGE_SIZE>,
         order: usize,
     ) -> Option<usize> {
-        self.honour_reclaim(slot, local);
+        // (`alloc_cached`, the one caller, has honoured a pending reclaim.)
         // The list was empty, or dropped as corrupted: publish the loss.
         slot.page_cache_lost_bytes
             .set(local.pages.lost_pages() << Self::PAGE_SHIFT);

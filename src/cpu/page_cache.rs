@@ -176,24 +176,12 @@ impl PageCache {
         order: usize,
         meta_of: impl MetaOf<'m>,
     ) -> Option<(usize, &'m PageMeta)> {
-        let list = self.lists[order];
-        if list.len == 0 {
-            return None;
-        }
-        let (addr, meta) = self.checked_block(order, list.head, meta_of)?;
-        let list = &mut self.lists[order];
-        list.len -= 1;
-        if list.len == 0 {
-            (list.head, list.tail) = (NIL, NIL);
-        } else {
-            list.head = meta.next();
-        }
-        self.pages -= 1 << order;
-        Some((addr, meta))
+        self.take::<true>(order, meta_of)
     }
 
-    /// Takes the oldest block of `order`.
-    fn pop_oldest<'m>(
+    /// Takes the newest (`NEWEST`) or the oldest block of `order`.
+    #[inline(always)]
+    fn take<'m, const NEWEST: bool>(
         &mut self,
         order: usize,
         meta_of: impl MetaOf<'m>,
@@ -202,11 +190,14 @@ impl PageCache {
         if list.len == 0 {
             return None;
         }
-        let (addr, meta) = self.checked_block(order, list.tail, meta_of)?;
+        let end = if NEWEST { list.head } else { list.tail };
+        let (addr, meta) = self.checked_block(order, end, meta_of)?;
         let list = &mut self.lists[order];
         list.len -= 1;
         if list.len == 0 {
             (list.head, list.tail) = (NIL, NIL);
+        } else if NEWEST {
+            list.head = meta.next();
         } else {
             list.tail = meta.prev();
         }
@@ -263,7 +254,7 @@ impl PageCache {
     ) -> usize {
         let mut n = 0;
         while n < max.min(PAGE_CACHE_BATCH) {
-            let Some((addr, _)) = self.pop_oldest(order, &mut meta_of) else {
+            let Some((addr, _)) = self.take::<false>(order, &mut meta_of) else {
                 break;
             };
             out[n] = addr;
