@@ -6,47 +6,12 @@
 //! `cargo test --features debug-checks --test faults`.
 
 mod common;
-use buddy_slab_allocator::sync::SpinLock;
-use buddy_slab_allocator::{AllocError, GlobalAllocator, Platform};
-use common::{PAGE, arena, check, fill};
+use buddy_slab_allocator::{AllocError, GlobalAllocator};
+use common::{CPUS, PAGE, SwitchCpus, arena, check, fill, on_cpu};
 use core::alloc::Layout;
 use core::ptr::NonNull;
-use std::cell::Cell;
 
-const CPUS: usize = 2;
-
-std::thread_local! {
-    static CPU: Cell<usize> = const { Cell::new(0) };
-}
-
-/// A platform whose current CPU each test thread sets itself, so one thread
-/// can act as several CPUs (remote frees) or as a CPU past the configured
-/// count. Sound here because every test uses its own heap from one thread
-/// and switches CPU only between calls.
-struct TestPlatform;
-
-// SAFETY: see above: a CPU id of a given heap is only used by the one test
-// thread that owns the heap, never while a pin is held across a switch.
-unsafe impl Platform for TestPlatform {
-    type Lock = SpinLock;
-    type Pin = ();
-    fn pin() {}
-    fn cpu_id(_: &()) -> Option<usize> {
-        Some(CPU.with(Cell::get))
-    }
-    fn max_cpus() -> usize {
-        CPUS
-    }
-    fn virt_to_phys(vaddr: usize) -> usize {
-        vaddr
-    }
-}
-
-type Heap = GlobalAllocator<PAGE, TestPlatform>;
-
-fn on_cpu(cpu: usize) {
-    CPU.with(|c| c.set(cpu));
-}
+type Heap = GlobalAllocator<PAGE, SwitchCpus>;
 
 fn heap(bytes: usize) -> Box<Heap> {
     on_cpu(0);

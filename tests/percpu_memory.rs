@@ -3,11 +3,9 @@
 //! compared with what the knobs in the configuration file allow.
 
 mod common;
-use buddy_slab_allocator::sync::SpinLock;
 use buddy_slab_allocator::{GlobalAllocator, Platform, SlabAllocator};
-use common::{PAGE, arena};
+use common::{PAGE, SwitchCpus, arena, on_cpu};
 use core::alloc::Layout;
-use core::cell::Cell;
 use core::ptr::NonNull;
 
 /// A knob from the configuration file the crate was built with.
@@ -200,28 +198,9 @@ fn cycle_pages<P: Platform>(heap: &GlobalAllocator<PAGE, P>, live: usize) -> usi
     heap.stats().cached_page_bytes / PAGE
 }
 
-std::thread_local! {
-    static CPU: Cell<usize> = const { Cell::new(0) };
-}
-
-/// Two CPUs that one test thread switches between (only between calls).
-struct TwoCpus;
-
-// SAFETY: the one test using it drives its heap from one thread and
-// switches CPU only between calls, so a slot never has two users.
-unsafe impl Platform for TwoCpus {
-    type Lock = SpinLock;
-    type Pin = ();
-    fn pin() {}
-    fn cpu_id(_: &()) -> Option<usize> {
-        Some(CPU.with(Cell::get))
-    }
-    fn max_cpus() -> usize {
-        2
-    }
-    fn virt_to_phys(vaddr: usize) -> usize {
-        vaddr
-    }
+/// Pages in CPU `cpu`'s page cache.
+fn cached_pages_on<P: Platform>(heap: &GlobalAllocator<PAGE, P>, cpu: usize) -> usize {
+    heap.cpu_stats(cpu).unwrap().cached_page_bytes / PAGE
 }
 
 /// The growth budget (1/page-cache-fraction of managed memory) is split
@@ -232,22 +211,21 @@ unsafe impl Platform for TwoCpus {
 fn the_growth_budget_is_shared_by_the_cpus_whose_caches_grow() {
     let high = knob("page-cache-high");
     let fraction = knob("page-cache-fraction");
-    let heap = Box::new(GlobalAllocator::<PAGE, TwoCpus>::new());
+    let heap = Box::new(GlobalAllocator::<PAGE, SwitchCpus>::new());
     // SAFETY: leaked arena; boxed allocator.
     unsafe { heap.init(arena(64 << 20, PAGE, 0)).unwrap() };
     let total_pages = heap.managed_bytes() / PAGE;
-    let held = |cpu| heap.cpu_stats(cpu).unwrap().cached_page_bytes / PAGE;
-    let on = |cpu| CPU.with(|c| c.set(cpu));
+    let held = |cpu| cached_pages_on(&heap, cpu);
     // More pages than any share: every round refills after a flush.
     let big = total_pages / 4;
 
     // CPU 1 caches pages but never needs more than the initial mark.
-    on(1);
+    on_cpu(1);
     cycle_pages(&*heap, high / 2);
     assert_eq!(held(1), high / 2);
 
     // CPU 0 alone grows: the whole budget is its share.
-    on(0);
+    on_cpu(0);
     for _ in 0..8 {
         cycle_pages(&*heap, big);
     }
@@ -257,21 +235,21 @@ fn the_growth_budget_is_shared_by_the_cpus_whose_caches_grow() {
 
     // CPU 1 grows too: its share is half the budget, and CPU 0's drops to
     // half once it refills again.
-    on(1);
+    on_cpu(1);
     for _ in 0..8 {
         cycle_pages(&*heap, big);
     }
     assert!(held(1) <= high + total_pages / fraction / 2, "{}", held(1));
-    on(0);
+    on_cpu(0);
     cycle_pages(&*heap, big);
     assert!(held(0) <= high + total_pages / fraction / 2, "{}", held(0));
     assert!(held(0) + held(1) <= 2 * high + total_pages / fraction);
 
     // A drained CPU leaves the sharing: CPU 0 gets the whole budget back.
-    on(1);
+    on_cpu(1);
     heap.drain();
     assert_eq!(held(1), 0);
-    on(0);
+    on_cpu(0);
     for _ in 0..4 {
         cycle_pages(&*heap, big);
     }
@@ -287,14 +265,13 @@ fn the_growth_budget_is_shared_by_the_cpus_whose_caches_grow() {
 #[test]
 fn a_busy_cpu_returns_its_grown_page_cache_after_a_reclaim() {
     let high = knob("page-cache-high");
-    let heap = Box::new(GlobalAllocator::<PAGE, TwoCpus>::new());
+    let heap = Box::new(GlobalAllocator::<PAGE, SwitchCpus>::new());
     // SAFETY: leaked arena; boxed allocator.
     unsafe { heap.init(arena(16 << 20, PAGE, 0)).unwrap() };
     let total_pages = heap.managed_bytes() / PAGE;
-    let held = |cpu| heap.cpu_stats(cpu).unwrap().cached_page_bytes / PAGE;
-    let on = |cpu| CPU.with(|c| c.set(cpu));
+    let held = |cpu| cached_pages_on(&heap, cpu);
 
-    on(0);
+    on_cpu(0);
     for _ in 0..8 {
         cycle_pages(&*heap, total_pages / 4);
     }
@@ -302,18 +279,18 @@ fn a_busy_cpu_returns_its_grown_page_cache_after_a_reclaim() {
     assert!(grown > 4 * high, "CPU 0's cache grew: {grown}");
 
     // CPU 1 takes everything else, then runs out.
-    on(1);
+    on_cpu(1);
     let mut mine: Vec<usize> = std::iter::from_fn(|| heap.alloc_pages(1, PAGE).ok()).collect();
     assert_eq!(held(0), grown, "a busy CPU is not drained by another");
 
     // CPU 0's next page free drains its cache first.
-    on(0);
+    on_cpu(0);
     let p = heap.alloc_pages(1, PAGE).unwrap();
     // SAFETY: allocated just above, freed once.
     unsafe { heap.dealloc_pages(p, 1).unwrap() };
     assert!(held(0) < grown / 2, "drained: {} of {grown}", held(0));
 
-    on(1);
+    on_cpu(1);
     let more: Vec<usize> = std::iter::from_fn(|| heap.alloc_pages(1, PAGE).ok()).collect();
     assert!(
         more.len() + 1 >= grown - held(0),

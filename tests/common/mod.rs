@@ -1,10 +1,49 @@
 //! Shared test helpers: leaked, aligned arenas (so Miri tracks provenance).
 #![allow(dead_code)]
 
+use buddy_slab_allocator::Platform;
+use buddy_slab_allocator::sync::SpinLock;
+use core::cell::Cell;
 use core::ptr::NonNull;
 use std::alloc::{Layout, alloc_zeroed};
 
 pub const PAGE: usize = 4096;
+
+/// CPU slots of [`SwitchCpus`].
+pub const CPUS: usize = 2;
+
+std::thread_local! {
+    static CPU: Cell<usize> = const { Cell::new(0) };
+}
+
+/// A platform whose current CPU each test thread sets itself
+/// ([`on_cpu`]), so one thread can act as several CPUs (remote frees,
+/// page caches of two CPUs) or as a CPU past the configured count. Sound
+/// because every test using it drives its heap from one thread and
+/// switches CPU only between calls.
+pub struct SwitchCpus;
+
+// SAFETY: see above: a CPU id of a given heap is only used by the one test
+// thread that owns the heap, never while a pin is held across a switch.
+unsafe impl Platform for SwitchCpus {
+    type Lock = SpinLock;
+    type Pin = ();
+    fn pin() {}
+    fn cpu_id(_: &()) -> Option<usize> {
+        Some(CPU.with(Cell::get))
+    }
+    fn max_cpus() -> usize {
+        CPUS
+    }
+    fn virt_to_phys(vaddr: usize) -> usize {
+        vaddr
+    }
+}
+
+/// Makes the calling thread CPU `cpu` of [`SwitchCpus`].
+pub fn on_cpu(cpu: usize) {
+    CPU.with(|c| c.set(cpu));
+}
 
 /// A leaked arena of `bytes` bytes aligned to `align`, starting `offset`
 /// bytes past that alignment (to test unaligned region starts).
