@@ -692,14 +692,12 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
     ) -> Result<(), &'static str> {
         // Claiming (Allocated → Cached) makes exactly one of two racing
         // frees win; from here the run is ours.
-        if !addr.is_multiple_of(PAGE_SIZE)
-            || !meta.transition(PageKind::Allocated, PageKind::Cached)
-        {
-            return Err("not an allocated page run (double free?)");
-        }
-        if meta.run_pages() as usize != count {
-            meta.set(PageKind::Allocated, 0);
-            return Err("page count does not match the run");
+        if !addr.is_multiple_of(PAGE_SIZE) || !meta.claim_run(count) {
+            return Err(if meta.kind() == PageKind::Allocated {
+                "page count does not match the run"
+            } else {
+                "not an allocated page run (double free?)"
+            });
         }
         // Only naturally aligned runs are cached (a run grown in place may
         // not be), so a cached block honours any alignment up to its size.
@@ -766,9 +764,10 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
             let addr = ptr.as_ptr() as usize;
             if let Some(meta) = self.meta_of(addr) {
                 // Claim the run so a racing free cannot touch it meanwhile.
-                if meta.transition(PageKind::Allocated, PageKind::Cached) {
+                if meta.claim_run(old_pages) {
                     let resized = self.buddy.with(|b| {
-                        meta.transition(PageKind::Cached, PageKind::Allocated);
+                        // Ours since the claim: a plain store gives it back.
+                        meta.set(PageKind::Allocated, 0);
                         // SAFETY: caller owns the run; shrinking gives up
                         // only its tail.
                         unsafe { b.resize_pages(addr, old_pages, new_pages) }
@@ -1072,14 +1071,12 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
                 return None;
             }
             let meta = self.meta_in(local, addr)?;
-            if meta.run_pages() as usize != count
-                || !meta.transition(PageKind::Allocated, PageKind::Cached)
-            {
+            if !meta.claim_run(count) {
                 return None;
             }
             // Claimed (exactly one of two racing frees gets here, see
-            // `free_run`); `run_pages` only changes under a claim, so the
-            // check above still holds and the block is tagged as P1 asks.
+            // `free_run`) with `run_pages == count`: the block is tagged as
+            // P1 asks.
             self.cache_block(slot, local, order, addr, meta);
             Some(())
         })

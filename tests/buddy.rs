@@ -1,6 +1,7 @@
 //! Buddy page allocator through its public API.
 
 mod common;
+use buddy_slab_allocator::buddy::MAX_RUN_PAGES;
 use buddy_slab_allocator::{AllocError, BuddyAllocator};
 use common::{PAGE, arena};
 
@@ -21,12 +22,12 @@ fn buddy_over(bytes: usize, offset: usize) -> (Buddy, *mut u8, usize) {
 }
 
 #[test]
-fn metadata_is_16_bytes_per_page_and_accounting_is_exact() {
+fn metadata_is_12_bytes_per_page_and_accounting_is_exact() {
     let (b, _, len) = buddy_over(16 << 20, 0);
     let pages = b.total_pages();
-    // Metadata (16 B/page) plus at most one page of rounding.
+    // Metadata (12 B/page) plus at most one page of rounding.
     assert!(
-        len - pages * PAGE <= pages * 16 + PAGE,
+        len - pages * PAGE <= pages * 12 + PAGE,
         "overhead {} for {pages} pages",
         len - pages * PAGE
     );
@@ -197,6 +198,16 @@ fn alloc_pages_at_takes_an_exact_range() {
     // SAFETY: allocated above.
     unsafe { b.dealloc_pages(at, 10).unwrap() };
     assert_eq!(b.alloc_pages_at(1 << 40, 1), Err(AllocError::NotAllocated));
+    // A page head records runs of at most MAX_RUN_PAGES pages.
+    assert_eq!(
+        b.alloc_pages_at(at, MAX_RUN_PAGES + 1),
+        Err(AllocError::InvalidParam)
+    );
+    let a = b.alloc_pages(1, 0).expect("the run freed above");
+    // SAFETY: `a` is a live run of one page; the resize is refused before
+    // anything changes.
+    let resized = unsafe { b.resize_pages(a, 1, MAX_RUN_PAGES + 1) };
+    assert_eq!(resized, Err(AllocError::InvalidParam));
 }
 
 #[test]

@@ -386,10 +386,10 @@ fn debug_switch_matches_the_feature() {
 fn corrupted_page_cache_link_drops_the_list() {
     let h = heap(4 << 20);
     let sec = h.managed_section(0).unwrap();
-    // Page metadata: 16-byte entries from the region's start (aligned to
+    // Page metadata: 12-byte entries from the region's start (aligned to
     // 4), one per managed page; the first field is the list's `next` link.
     let meta_of =
-        |addr: usize| sec.region.0.next_multiple_of(4) + 16 * ((addr - sec.start_vaddr) / PAGE);
+        |addr: usize| sec.region.0.next_multiple_of(4) + 12 * ((addr - sec.start_vaddr) / PAGE);
     let a = h.alloc_pages(1, PAGE).unwrap();
     let b = h.alloc_pages(1, PAGE).unwrap();
     // SAFETY: both runs were allocated above; each is freed once.

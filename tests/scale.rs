@@ -1,7 +1,7 @@
 //! Scale: arenas of 1, 16 and 64 GiB (issue 6, part 1).
 //!
 //! Arenas are address space only (`mmap` with `MAP_NORESERVE`): the
-//! allocator touches its 16-byte-per-page metadata (256 MiB for 64 GiB) and
+//! allocator touches its 12-byte-per-page metadata (192 MiB for 64 GiB) and
 //! the tests touch a few pages, so a 24 GiB machine never commits more than
 //! that. Each figure is printed (`--nocapture`); `make scale` runs the heavy
 //! sizes optimised.
@@ -21,7 +21,7 @@ const GIB: usize = 1 << 30;
 /// Pages of a 1 GiB block.
 const GIB_PAGES: usize = GIB / PAGE;
 /// Metadata per managed page (`PageMeta`).
-const META_BYTES: usize = 16;
+const META_BYTES: usize = 12;
 
 /// An anonymous, unreserved mapping, unmapped on drop.
 struct Arena {
@@ -140,7 +140,7 @@ fn measure(arena_bytes: usize) -> Figures {
         "host arenas lie above 4 GiB"
     );
     let metadata_bytes = arena_bytes - managed_bytes;
-    // 16 B per managed page, plus at most a page of rounding and the
+    // 12 B per managed page, plus at most a page of rounding and the
     // alignment of the data start.
     assert!(
         metadata_bytes >= pages * META_BYTES && metadata_bytes < pages * META_BYTES + 2 * PAGE,

@@ -1,7 +1,7 @@
 //! Buddy page allocator over one or more memory regions.
 //!
 //! # Algorithm
-//! A region is split into a metadata prefix (one 16-byte `PageMeta` per
+//! A region is split into a metadata prefix (one 12-byte `PageMeta` per
 //! managed page) and the managed pages, carved into the largest blocks that
 //! are naturally aligned by *absolute* page frame number. The buddy of the
 //! block at frame `p` of order `k` is `p ^ (1 << k)`, so a block of order
@@ -24,6 +24,7 @@ mod page_meta;
 mod section;
 mod section_map;
 
+pub use page_meta::MAX_RUN_PAGES;
 pub(crate) use page_meta::{NIL, PageKind, PageMeta};
 pub(crate) use section_map::{SectionMap, SectionRef};
 
@@ -339,8 +340,7 @@ impl<const PAGE_SIZE: usize> BuddyAllocator<PAGE_SIZE> {
                     let taken = s.take_range(idx, count);
                     debug_assert!(taken, "find_free_run checked the range");
                     let m = s.meta(idx);
-                    m.set(PageKind::Allocated, 0);
-                    m.set_run_pages(count as u32);
+                    m.set_run(PageKind::Allocated, count as u32);
                     return Ok((i, (s.base_pfn + idx) << shift));
                 }
             }
@@ -382,19 +382,18 @@ impl<const PAGE_SIZE: usize> BuddyAllocator<PAGE_SIZE> {
         let idx = s.alloc_block(order).expect("has_order(order) was checked");
         s.free_run(idx + count, (1 << order) - count);
         let m = s.meta(idx);
-        m.set(PageKind::Allocated, 0);
-        m.set_run_pages(count as u32);
+        m.set_run(PageKind::Allocated, count as u32);
         (s.base_pfn + idx) << shift
     }
 
     /// Allocates exactly the pages `[addr, addr + count * PAGE_SIZE)`.
     ///
     /// # Errors
-    /// `InvalidParam` if `addr` is not page aligned or `count` is zero,
-    /// `NotAllocated` if the range is not inside one section, `NoMemory` if a
+    /// `InvalidParam` if `addr` is not page aligned or `count` is zero or
+    /// above [`MAX_RUN_PAGES`], `NotAllocated` if the range is not inside one section, `NoMemory` if a
     /// page in it is not free.
     pub fn alloc_pages_at(&mut self, addr: usize, count: usize) -> AllocResult<usize> {
-        if count == 0 || !addr.is_multiple_of(PAGE_SIZE) || count >= u32::MAX as usize {
+        if count == 0 || !addr.is_multiple_of(PAGE_SIZE) || count > MAX_RUN_PAGES {
             return Err(AllocError::InvalidParam);
         }
         let i = self.find_section(addr).ok_or(AllocError::NotAllocated)?;
@@ -407,8 +406,7 @@ impl<const PAGE_SIZE: usize> BuddyAllocator<PAGE_SIZE> {
             return Err(AllocError::NoMemory);
         }
         let m = s.meta(idx);
-        m.set(PageKind::Allocated, 0);
-        m.set_run_pages(count as u32);
+        m.set_run(PageKind::Allocated, count as u32);
         Ok(addr)
     }
 
@@ -461,8 +459,9 @@ impl<const PAGE_SIZE: usize> BuddyAllocator<PAGE_SIZE> {
     /// frees the tail; growing takes the following pages if they are free.
     ///
     /// # Errors
-    /// `NotAllocated` as for `dealloc_pages`; `NoMemory` if the pages after
-    /// the run are not free (the run is unchanged).
+    /// `InvalidParam` for a zero `new_count` or one above
+    /// [`MAX_RUN_PAGES`]; `NotAllocated` as for `dealloc_pages`; `NoMemory`
+    /// if the pages after the run are not free (the run is unchanged).
     ///
     /// # Safety
     /// As [`Self::dealloc_pages`] for the pages given up when shrinking.
@@ -472,7 +471,7 @@ impl<const PAGE_SIZE: usize> BuddyAllocator<PAGE_SIZE> {
         old_count: usize,
         new_count: usize,
     ) -> AllocResult {
-        if new_count == 0 || new_count >= u32::MAX as usize {
+        if new_count == 0 || new_count > MAX_RUN_PAGES {
             return Err(AllocError::InvalidParam);
         }
         let (i, idx) = self.validate_run(addr, old_count, "resize")?;
@@ -500,8 +499,7 @@ impl<const PAGE_SIZE: usize> BuddyAllocator<PAGE_SIZE> {
                 // SAFETY: `alloc_blocks` hands out indices of blocks inside
                 // the section, whose metadata array has nr_pages entries (B7).
                 let m = unsafe { &*meta.as_ptr().add(idx) };
-                m.set(PageKind::Cached, 0);
-                m.set_run_pages(1 << order);
+                m.set_run(PageKind::Cached, 1 << order);
                 out[n] = (base_pfn + idx) << shift;
                 n += 1;
             });

@@ -1,4 +1,4 @@
-//! Per-page metadata, 16 bytes per managed page, kept in the region prefix.
+//! Per-page metadata, 12 bytes per managed page, kept in the region prefix.
 //!
 //! Fields are atomics accessed with `Relaxed` ordering: the buddy writes them
 //! under its lock, while the facade's lock-free free path reads the state of
@@ -31,8 +31,8 @@ pub(crate) enum PageKind {
 }
 
 impl PageKind {
-    const fn from_u8(v: u8) -> Self {
-        match v {
+    const fn from_bits(v: u32) -> Self {
+        match v & KIND_MASK {
             1 => Self::Free,
             2 => Self::Allocated,
             3 => Self::Slab,
@@ -41,6 +41,26 @@ impl PageKind {
             _ => Self::Tail,
         }
     }
+}
+
+/// `state` layout: kind in bits 0..3, order in bits 3..8, run pages in bits
+/// 8..32. One word instead of two keeps `PageMeta` at 12 bytes.
+const KIND_MASK: u32 = 0b111;
+const ORDER_SHIFT: u32 = 3;
+const RUN_SHIFT: u32 = 8;
+/// Low byte of `state`: kind and order.
+const KIND_ORDER_MASK: u32 = (1 << RUN_SHIFT) - 1;
+/// Longest run a head can record, in pages (16 Mi pages: 64 GiB with 4 KiB
+/// pages). Longer requests are refused as `InvalidParam`.
+pub const MAX_RUN_PAGES: usize = (1 << (32 - RUN_SHIFT)) - 1;
+
+const _: () = assert!(
+    (1usize << crate::config::MAX_ORDER) <= MAX_RUN_PAGES,
+    "a max-order block must be recordable as a run (max-order <= 23)"
+);
+
+const fn kind_order(kind: PageKind, order: u32) -> u32 {
+    kind as u32 | order << ORDER_SHIFT
 }
 
 /// Metadata of one managed page.
@@ -60,42 +80,58 @@ pub(crate) struct PageMeta {
     next: AtomicU32,
     /// Previous block in the free list or [`NIL`].
     prev: AtomicU32,
-    /// `kind | order << 8`.
+    /// `kind | order << 3 | run_pages << 8`; `run_pages` is meaningful
+    /// for `Allocated` and `Cached` heads (the run's page count), stale
+    /// elsewhere. Writers keep the part they do not set: the buddy under
+    /// its lock, the facade only on runs it has claimed (`claim_run`).
     state: AtomicU32,
-    /// `Allocated`: the run's page count.
-    run_pages: AtomicU32,
 }
 
-const _: () = assert!(core::mem::size_of::<PageMeta>() == 16);
+const _: () = assert!(core::mem::size_of::<PageMeta>() == 12);
 
 impl PageMeta {
     #[inline]
     pub(crate) fn kind(&self) -> PageKind {
-        PageKind::from_u8(self.state.load(Relaxed) as u8)
+        PageKind::from_bits(self.state.load(Relaxed))
     }
 
     #[inline]
     pub(crate) fn order(&self) -> u32 {
-        (self.state.load(Relaxed) >> 8) & 0xff
+        (self.state.load(Relaxed) & KIND_ORDER_MASK) >> ORDER_SHIFT
     }
 
+    /// Sets kind and order; the run length stays. A load and a store: only
+    /// for pages no other CPU can claim (every kind but `Allocated`,
+    /// or an `Allocated` run the caller owns and nobody else knows).
     #[inline]
     pub(crate) fn set(&self, kind: PageKind, order: u32) {
-        self.state.store(kind as u32 | (order << 8), Relaxed);
+        debug_assert!(order <= crate::config::MAX_ORDER as u32);
+        let run = self.state.load(Relaxed) & !KIND_ORDER_MASK;
+        self.state.store(run | kind_order(kind, order), Relaxed);
     }
 
     #[inline]
     pub(crate) fn is(&self, kind: PageKind, order: u32) -> bool {
-        self.state.load(Relaxed) == kind as u32 | (order << 8)
+        self.state.load(Relaxed) & KIND_ORDER_MASK == kind_order(kind, order)
     }
 
-    /// Atomically changes the state from `from` to `to` (order 0); false if
-    /// it was not `from`. Lets one of two racing frees win.
+    /// Claims the `Allocated` run of `run_pages` pages this page heads:
+    /// one compare-and-swap to `Cached` checks kind and length together, so
+    /// exactly one of two racing frees of the run wins, and a free with the
+    /// wrong length changes nothing.
     #[inline]
-    pub(crate) fn transition(&self, from: PageKind, to: PageKind) -> bool {
-        self.state
-            .compare_exchange(from as u32, to as u32, Relaxed, Relaxed)
-            .is_ok()
+    pub(crate) fn claim_run(&self, run_pages: usize) -> bool {
+        run_pages <= MAX_RUN_PAGES && {
+            let run = (run_pages as u32) << RUN_SHIFT;
+            self.state
+                .compare_exchange(
+                    kind_order(PageKind::Allocated, 0) | run,
+                    kind_order(PageKind::Cached, 0) | run,
+                    Relaxed,
+                    Relaxed,
+                )
+                .is_ok()
+        }
     }
 
     #[inline]
@@ -120,12 +156,28 @@ impl PageMeta {
 
     #[inline]
     pub(crate) fn run_pages(&self) -> u32 {
-        self.run_pages.load(Relaxed)
+        self.state.load(Relaxed) >> RUN_SHIFT
     }
 
+    /// Makes this page the head of a run of `run_pages` pages of `kind`
+    /// (order 0), in one store: for runs just taken off the free lists,
+    /// which no other CPU can be claiming.
     #[inline]
-    pub(crate) fn set_run_pages(&self, v: u32) {
-        self.run_pages.store(v, Relaxed);
+    pub(crate) fn set_run(&self, kind: PageKind, run_pages: u32) {
+        debug_assert!(run_pages as usize <= MAX_RUN_PAGES);
+        self.state
+            .store(kind_order(kind, 0) | run_pages << RUN_SHIFT, Relaxed);
+    }
+
+    /// Changes the run length of a live run (at most [`MAX_RUN_PAGES`]:
+    /// callers refuse longer runs), atomically with respect to a racing
+    /// `claim_run`, whose kind change it keeps.
+    #[inline]
+    pub(crate) fn set_run_pages(&self, run_pages: u32) {
+        debug_assert!(run_pages as usize <= MAX_RUN_PAGES);
+        let _ = self.state.fetch_update(Relaxed, Relaxed, |s| {
+            Some(s & KIND_ORDER_MASK | run_pages << RUN_SHIFT)
+        });
     }
 }
 
@@ -135,7 +187,50 @@ impl PageMeta {
             next: AtomicU32::new(NIL),
             prev: AtomicU32::new(NIL),
             state: AtomicU32::new(PageKind::Tail as u32),
-            run_pages: AtomicU32::new(0),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Kind, order and run length share one word: each setter keeps the
+    /// parts it does not set, and a claim checks and keeps the run length.
+    #[test]
+    fn packed_state_keeps_what_it_does_not_set() {
+        let m = PageMeta::new_tail();
+        m.set_run(PageKind::Allocated, MAX_RUN_PAGES as u32);
+        assert_eq!(
+            (m.kind(), m.order(), m.run_pages()),
+            (PageKind::Allocated, 0, MAX_RUN_PAGES as u32)
+        );
+        assert!(
+            !m.claim_run(MAX_RUN_PAGES - 1),
+            "a wrong length claims nothing"
+        );
+        assert!(m.claim_run(MAX_RUN_PAGES));
+        assert!(!m.claim_run(MAX_RUN_PAGES), "one claim wins");
+        assert_eq!(
+            (m.kind(), m.run_pages()),
+            (PageKind::Cached, MAX_RUN_PAGES as u32)
+        );
+        m.set_run_pages(3);
+        assert_eq!((m.kind(), m.run_pages()), (PageKind::Cached, 3));
+        m.set(PageKind::Slab, crate::config::MAX_ORDER as u32);
+        assert!(m.is(PageKind::Slab, crate::config::MAX_ORDER as u32));
+        assert_eq!(
+            (m.order(), m.run_pages()),
+            (crate::config::MAX_ORDER as u32, 3)
+        );
+        for kind in [
+            PageKind::Tail,
+            PageKind::Free,
+            PageKind::SlabTail,
+            PageKind::Cached,
+        ] {
+            m.set(kind, 5);
+            assert_eq!((m.kind(), m.order()), (kind, 5));
         }
     }
 }

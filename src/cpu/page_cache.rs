@@ -346,8 +346,7 @@ mod tests {
 
     fn cached(metas: &[PageMeta], first: usize, pfn: usize, order: u32) -> usize {
         let m = &metas[pfn - first];
-        m.set(PageKind::Cached, 0);
-        m.set_run_pages(1 << order);
+        m.set_run(PageKind::Cached, 1 << order);
         pfn << SHIFT
     }
 
