@@ -261,8 +261,7 @@ impl<const PAGE_SIZE: usize> SlabAllocator<PAGE_SIZE> {
     /// [`Self::alloc_class`]).
     #[inline(always)]
     pub(crate) fn alloc_small(&mut self, class: SizeClass) -> Option<NonNull<u8>> {
-        // `% MAX_CLASSES` keeps a valid class (C2) and drops the bounds check.
-        let cache = &self.caches[class.index() % MAX_CLASSES];
+        let cache = self.cache(class);
         // SAFETY: `active` is null or a live slab of this class (L1).
         let hdr = unsafe { cache.active.as_ref() }?;
         let obj = hdr.pop()?;
@@ -282,7 +281,7 @@ impl<const PAGE_SIZE: usize> SlabAllocator<PAGE_SIZE> {
         if DEBUG {
             return false;
         }
-        let cache = &mut self.caches[class.index() % MAX_CLASSES];
+        let cache = self.cache_mut(class);
         // SAFETY: `active` is null or a live slab of this class owned by
         // this allocator (L1), so its header is trusted without the magic
         // check; `free_local` validates `obj` against it before any write.
@@ -298,10 +297,27 @@ impl<const PAGE_SIZE: usize> SlabAllocator<PAGE_SIZE> {
         true
     }
 
+    /// The cache of `class`, for the fast paths: no bounds check.
+    #[inline(always)]
+    fn cache(&self, class: SizeClass) -> &ClassCache {
+        debug_assert!(class.index() < MAX_CLASSES);
+        // SAFETY: C5: every `SizeClass` indexes a table of at most
+        // MAX_CLASSES classes, the length of `caches`.
+        unsafe { self.caches.get_unchecked(class.index()) }
+    }
+
+    /// As [`Self::cache`], mutable.
+    #[inline(always)]
+    fn cache_mut(&mut self, class: SizeClass) -> &mut ClassCache {
+        debug_assert!(class.index() < MAX_CLASSES);
+        // SAFETY: as in `cache`.
+        unsafe { self.caches.get_unchecked_mut(class.index()) }
+    }
+
     /// Accounts for `obj`, just popped from `hdr`, and returns it.
     #[inline(always)]
     fn handed_out(&mut self, class: SizeClass, hdr: &SlabHeader, obj: *mut u8) -> NonNull<u8> {
-        self.caches[class.index() % MAX_CLASSES].live_objects.add(1);
+        self.cache(class).live_objects.add(1);
         if DEBUG {
             self.debug_on_alloc(hdr, obj);
         }

@@ -8,8 +8,15 @@ use core::alloc::Layout;
 
 /// Largest object served by slabs, in bytes.
 pub const MAX_OBJECT_BYTES: usize = 2048;
-/// Most size classes a table can hold.
-pub const MAX_CLASSES: usize = 64;
+/// Most size classes a table can hold: the longer class list of the
+/// configuration (`slab.size-classes`, `slab.seed-size-classes`). Every CPU
+/// keeps one 64-byte cache per class, so no more are reserved.
+pub const MAX_CLASSES: usize = if SIZE_CLASSES.len() > SEED_SIZE_CLASSES.len() {
+    SIZE_CLASSES.len()
+} else {
+    SEED_SIZE_CLASSES.len()
+};
+const _: () = assert!(MAX_CLASSES <= 64, "at most 64 size classes");
 /// Most objects in one slab (bits in each header bitmap).
 pub const MAX_OBJECTS: usize = 512;
 const INDEX_LEN: usize = MAX_OBJECT_BYTES / 8 + 1;
@@ -33,6 +40,9 @@ impl SizeClass {
 /// - C3: `objects[c] * sizes[c] + HEADER_BYTES <= PAGE_SIZE << orders[c]` and
 ///   `objects[c] <= MAX_OBJECTS`.
 /// - C4: `recips[c] = ceil(2^32 / sizes[c])`, exact for offsets in a slab.
+/// - C5: `nr_classes <= MAX_CLASSES`, and every [`SizeClass`] is made here
+///   from an index below `nr_classes` (C2 for `index`), so any class
+///   indexes an array of `MAX_CLASSES` entries.
 #[derive(Debug)]
 pub struct SizeClassTable {
     nr_classes: usize,
@@ -49,7 +59,7 @@ impl SizeClassTable {
     pub const fn build(sizes: &[usize], page_size: usize) -> Self {
         assert!(
             !sizes.is_empty() && sizes.len() <= MAX_CLASSES,
-            "1..=64 size classes"
+            "1..=MAX_CLASSES size classes"
         );
         assert!(
             sizes[sizes.len() - 1] == MAX_OBJECT_BYTES,
