@@ -31,13 +31,27 @@ struct Arena {
 
 impl Arena {
     fn new(len: usize) -> Self {
-        // SAFETY: a fresh private anonymous mapping; no address hint.
+        Self::map(core::ptr::null_mut(), len, 0)
+    }
+
+    /// A mapping of `len` bytes exactly at `addr` (which must be free
+    /// address space: an existing mapping makes the test fail, never
+    /// replaced).
+    fn at(addr: usize, len: usize) -> Self {
+        let arena = Self::map(addr as *mut libc::c_void, len, libc::MAP_FIXED_NOREPLACE);
+        assert_eq!(arena.ptr.addr(), addr, "mmap ignored the address");
+        arena
+    }
+
+    fn map(hint: *mut libc::c_void, len: usize, flags: libc::c_int) -> Self {
+        // SAFETY: a fresh private anonymous mapping; a hint, if any, only
+        // with MAP_FIXED_NOREPLACE, which never replaces a mapping.
         let ptr = unsafe {
             libc::mmap(
-                core::ptr::null_mut(),
+                hint,
                 len,
                 libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | flags,
                 -1,
                 0,
             )
@@ -272,4 +286,76 @@ fn large_arenas() {
             assert_eq!(f.largest_block_pages, 1 << 20, "max-order 20: 4 GiB blocks");
         }
     }
+}
+
+/// A region hot-added farther from the first one than the page caches'
+/// 32-bit links reach (2^31 pages, 8 TiB with 4 KiB pages): its blocks
+/// bypass the per-CPU cache and go straight to the buddy, and everything
+/// else works as for a near region (allocation, slabs, accounting, merging
+/// back after a drain).
+#[test]
+fn a_region_beyond_the_page_cache_window_bypasses_the_cache() {
+    const MIB: usize = 1 << 20;
+    let near = Arena::new(8 * MIB);
+    // 9 TiB below the first region (user space ends near 128 TiB on
+    // x86_64 and aarch64 Linux, where `near` usually lies).
+    let far_addr = (near.ptr.addr() - (9 << 40)) & !(8 * MIB - 1);
+    let far = Arena::at(far_addr, 8 * MIB);
+    let heap = Box::new(GlobalAllocator::<PAGE>::new());
+    // SAFETY: both mappings are ours alone and outlive the heap (declared
+    // before it, dropped after).
+    unsafe {
+        heap.init(near.region()).unwrap();
+        heap.add_region(far.region()).unwrap();
+    }
+    let managed = heap.managed_bytes();
+    let in_far = |a: usize| (far_addr..far_addr + 8 * MIB).contains(&a);
+
+    // Take every page, one at a time: the far region's pages come too.
+    let mut pages = Vec::new();
+    while let Ok(a) = heap.alloc_pages(1, PAGE) {
+        fill(a as *mut u8, PAGE, a as u64);
+        pages.push(a);
+    }
+    let far_pages: Vec<usize> = pages.iter().copied().filter(|&a| in_far(a)).collect();
+    assert!(far_pages.len() > 1000, "{} far pages", far_pages.len());
+    let mut sorted = pages.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted.len(), pages.len(), "a page handed out twice");
+
+    // Freeing far pages leaves the CPU's page cache as it is: they go to
+    // the buddy, and come back from it.
+    let cached = heap.stats().cached_page_bytes;
+    for &a in &far_pages {
+        check(a as *const u8, PAGE, a as u64);
+        // SAFETY: allocated above, freed once.
+        unsafe { heap.dealloc_pages(a, 1).unwrap() };
+    }
+    assert_eq!(heap.stats().cached_page_bytes, cached, "far pages were cached");
+    assert_eq!(heap.largest_free_block_pages() * PAGE, 4 * MIB, "far pages merged");
+    // Slabs and page runs from the far region.
+    let layout = Layout::from_size_align(64, 8).unwrap();
+    let objects: Vec<_> = (0..10_000).map(|_| heap.alloc(layout).unwrap()).collect();
+    assert!(objects.iter().all(|p| in_far(p.as_ptr().addr())));
+    let run = heap.alloc_pages(3, PAGE).unwrap();
+    assert!(in_far(run));
+    heap.check_invariants();
+    // SAFETY: all live, each freed once.
+    unsafe {
+        heap.dealloc_pages(run, 3).unwrap();
+        for p in objects {
+            heap.dealloc(p, layout);
+        }
+        for &a in pages.iter().filter(|&&a| !in_far(a)) {
+            heap.dealloc_pages(a, 1).unwrap();
+        }
+    }
+    let mut heap = heap;
+    heap.drain_all();
+    heap.check_invariants();
+    let stats = heap.stats();
+    assert_eq!(stats.allocated_bytes, 0);
+    assert_eq!(stats.invalid_frees, 0);
+    assert_eq!(stats.managed_bytes, managed);
 }
