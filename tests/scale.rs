@@ -332,8 +332,16 @@ fn a_region_beyond_the_page_cache_window_bypasses_the_cache() {
         // SAFETY: allocated above, freed once.
         unsafe { heap.dealloc_pages(a, 1).unwrap() };
     }
-    assert_eq!(heap.stats().cached_page_bytes, cached, "far pages were cached");
-    assert_eq!(heap.largest_free_block_pages() * PAGE, 4 * MIB, "far pages merged");
+    assert_eq!(
+        heap.stats().cached_page_bytes,
+        cached,
+        "far pages were cached"
+    );
+    assert_eq!(
+        heap.largest_free_block_pages() * PAGE,
+        4 * MIB,
+        "far pages merged"
+    );
     // Slabs and page runs from the far region.
     let layout = Layout::from_size_align(64, 8).unwrap();
     let objects: Vec<_> = (0..10_000).map(|_| heap.alloc(layout).unwrap()).collect();
