@@ -237,3 +237,36 @@ fn add_slab_takes_an_address_from_the_buddy() {
     p.dealloc(o, l);
     p.slab.check_invariants();
 }
+
+/// The partial list is a queue: full slabs that get frees are reused in
+/// the order they got their first free, so the slab taken has collected
+/// frees the longest (a stack would take the newest, with one free object).
+#[test]
+fn partial_slabs_are_reused_oldest_first() {
+    let mut p = Pair::new(4 << 20);
+    let layout = Layout::from_size_align(1024, 8).unwrap();
+    let (class, _, slab_bytes) = p.first_slab_request(layout);
+    let per_slab = SlabAllocator::<PAGE>::default_table().objects_per_slab(class);
+    // Four full slabs; the last one is the active slab.
+    let objects: Vec<NonNull<u8>> = (0..4 * per_slab).map(|_| p.alloc(layout)).collect();
+    let slab_of = |ptr: NonNull<u8>| ptr.as_ptr() as usize & !(slab_bytes - 1);
+    let mut slabs: Vec<usize> = objects.iter().map(|&o| slab_of(o)).collect();
+    slabs.dedup();
+    assert_eq!(slabs.len(), 4, "objects fill their slabs in turn");
+    let (a, b, c) = (slabs[0], slabs[1], slabs[2]);
+    let in_slab = |s: usize| objects.iter().copied().filter(move |&o| slab_of(o) == s);
+    // A, B and C get their first free in that order; A then gets another.
+    let (a0, a1) = (in_slab(a).next().unwrap(), in_slab(a).nth(1).unwrap());
+    for o in [
+        a0,
+        in_slab(b).next().unwrap(),
+        in_slab(c).next().unwrap(),
+        a1,
+    ] {
+        p.dealloc(o, layout);
+    }
+    p.slab.check_invariants();
+    let next: Vec<usize> = (0..4).map(|_| slab_of(p.alloc(layout))).collect();
+    assert_eq!(next, [a, a, b, c], "oldest partial slab first");
+    p.slab.check_invariants();
+}

@@ -58,29 +58,45 @@ pub enum SlabDeallocResult {
     },
 }
 
-/// Intrusive doubly linked list of slab headers.
+/// Intrusive doubly linked list of slab headers, with both ends (the
+/// partial list is a queue, the empty list a stack).
 struct SlabList {
     head: *mut SlabHeader,
-    len: Counter,
+    tail: *mut SlabHeader,
 }
 
 impl SlabList {
     const fn new() -> Self {
         Self {
             head: ptr::null_mut(),
-            len: Counter::new(),
+            tail: ptr::null_mut(),
         }
     }
 
     fn push(&mut self, hdr: &SlabHeader) {
+        let node = ptr::from_ref(hdr).cast_mut();
         hdr.prev.set(ptr::null_mut());
         hdr.next.set(self.head);
-        if !self.head.is_null() {
+        if self.head.is_null() {
+            self.tail = node;
+        } else {
             // SAFETY: list members are live slabs owned by this allocator.
-            unsafe { (*self.head).prev.set(ptr::from_ref(hdr).cast_mut()) };
+            unsafe { (*self.head).prev.set(node) };
         }
-        self.head = ptr::from_ref(hdr).cast_mut();
-        self.len.add(1);
+        self.head = node;
+    }
+
+    fn push_back(&mut self, hdr: &SlabHeader) {
+        let node = ptr::from_ref(hdr).cast_mut();
+        hdr.next.set(ptr::null_mut());
+        hdr.prev.set(self.tail);
+        if self.tail.is_null() {
+            self.head = node;
+        } else {
+            // SAFETY: list members are live slabs owned by this allocator.
+            unsafe { (*self.tail).next.set(node) };
+        }
+        self.tail = node;
     }
 
     fn remove(&mut self, hdr: &SlabHeader) {
@@ -91,11 +107,12 @@ impl SlabList {
             // SAFETY: list members are live slabs owned by this allocator.
             unsafe { (*prev).next.set(next) };
         }
-        if !next.is_null() {
+        if next.is_null() {
+            self.tail = prev;
+        } else {
             // SAFETY: as above.
             unsafe { (*next).prev.set(prev) };
         }
-        self.len.sub(1);
     }
 
     fn pop(&mut self) -> Option<&'static SlabHeader> {
@@ -120,6 +137,13 @@ impl SlabList {
 /// One class's slabs, on one cache line (the fast paths touch `active` and
 /// `live_objects` of one class; a shift indexes the array).
 ///
+/// The partial list is a queue: a full slab that gets a free object joins
+/// at the tail, allocation takes the head, so the slab taken has been
+/// collecting frees the longest. With frees spread over many slabs (a
+/// random free order), a stack hands out the slab that just got its first
+/// free object and is full again after one allocation: the b pattern took
+/// the slow path on 47 % of its allocations, 19 % as a queue.
+///
 /// The counters are atomics written only by the owner (a relaxed load and
 /// store, no read-modify-write), so statistics can be read from any CPU.
 #[repr(align(64))]
@@ -127,9 +151,13 @@ struct ClassCache {
     active: *mut SlabHeader,
     partial: SlabList,
     empty: SlabList,
+    /// Slabs on `empty`.
+    nr_empty: Counter,
     nr_slabs: Counter,
     live_objects: Counter,
 }
+
+const _: () = assert!(core::mem::size_of::<ClassCache>() == 64);
 
 impl ClassCache {
     const fn new() -> Self {
@@ -137,9 +165,26 @@ impl ClassCache {
             active: ptr::null_mut(),
             partial: SlabList::new(),
             empty: SlabList::new(),
+            nr_empty: Counter::new(),
             nr_slabs: Counter::new(),
             live_objects: Counter::new(),
         }
+    }
+
+    fn push_empty(&mut self, hdr: &SlabHeader) {
+        self.empty.push(hdr);
+        self.nr_empty.add(1);
+    }
+
+    fn pop_empty(&mut self) -> Option<&'static SlabHeader> {
+        let hdr = self.empty.pop()?;
+        self.nr_empty.sub(1);
+        Some(hdr)
+    }
+
+    fn remove_empty(&mut self, hdr: &SlabHeader) {
+        self.empty.remove(hdr);
+        self.nr_empty.sub(1);
     }
 }
 
@@ -179,7 +224,8 @@ pub struct SlabStats {
 /// Invariants: L1: every slab this allocator holds is in exactly one of:
 /// `active` of its class, its class's `partial` (state Partial, has free
 /// objects), `empty` (state Empty, no live object), or no list (state Full:
-/// its free list is empty). L2: `nr_slabs` counts them per class.
+/// its free list is empty). L2: `nr_slabs` counts them per class, and
+/// `nr_empty` the slabs on `empty`.
 pub struct SlabAllocator<const PAGE_SIZE: usize> {
     table: &'static SizeClassTable,
     caches: [ClassCache; MAX_CLASSES],
@@ -337,7 +383,7 @@ impl<const PAGE_SIZE: usize> SlabAllocator<PAGE_SIZE> {
             cache.active = ptr::null_mut();
         }
         if cache.active.is_null()
-            && let Some(hdr) = cache.partial.pop().or_else(|| cache.empty.pop())
+            && let Some(hdr) = cache.partial.pop().or_else(|| cache.pop_empty())
         {
             hdr.state.set(SlabState::Active);
             cache.active = ptr::from_ref(hdr).cast_mut();
@@ -505,7 +551,7 @@ impl<const PAGE_SIZE: usize> SlabAllocator<PAGE_SIZE> {
             SlabState::Active => SlabDeallocResult::Done,
             SlabState::Full if hdr.nr_allocated() > 0 => {
                 hdr.state.set(SlabState::Partial);
-                cache.partial.push(hdr);
+                cache.partial.push_back(hdr);
                 SlabDeallocResult::Done
             }
             SlabState::Partial if hdr.nr_allocated() > 0 => SlabDeallocResult::Done,
@@ -519,14 +565,14 @@ impl<const PAGE_SIZE: usize> SlabAllocator<PAGE_SIZE> {
         let cache = &mut self.caches[hdr.class() as usize];
         match hdr.state.get() {
             SlabState::Partial => cache.partial.remove(hdr),
-            SlabState::Empty => cache.empty.remove(hdr),
+            SlabState::Empty => cache.remove_empty(hdr),
             SlabState::Full | SlabState::Active => {}
         }
         // A queued slab is still on a pending stack and must not be released
         // yet (S4): it is re-examined when the owner absorbs it.
-        if cache.empty.len.get() < EMPTY_SLABS_PER_CLASS || hdr.is_queued() {
+        if cache.nr_empty.get() < EMPTY_SLABS_PER_CLASS || hdr.is_queued() {
             hdr.state.set(SlabState::Empty);
-            cache.empty.push(hdr);
+            cache.push_empty(hdr);
             return SlabDeallocResult::Done;
         }
         self.release(hdr)
@@ -568,7 +614,7 @@ impl<const PAGE_SIZE: usize> SlabAllocator<PAGE_SIZE> {
                 SlabState::Full if hdr.nr_allocated() > 0 => {
                     if hdr.has_free() {
                         hdr.state.set(SlabState::Partial);
-                        cache.partial.push(hdr);
+                        cache.partial.push_back(hdr);
                     }
                     false
                 }
@@ -592,17 +638,18 @@ impl<const PAGE_SIZE: usize> SlabAllocator<PAGE_SIZE> {
             {
                 cache.active = ptr::null_mut();
                 hdr.state.set(SlabState::Empty);
-                cache.empty.push(hdr);
+                cache.push_empty(hdr);
             }
-            let mut keep = SlabList::new();
-            while let Some(hdr) = self.caches[c].empty.pop() {
+            let mut keep = ClassCache::new();
+            while let Some(hdr) = self.caches[c].pop_empty() {
                 if hdr.is_queued() {
-                    keep.push(hdr);
+                    keep.push_empty(hdr);
                 } else if let SlabDeallocResult::FreeSlab { base, pages } = self.release(hdr) {
                     free_slab(base, pages);
                 }
             }
-            self.caches[c].empty = keep;
+            let cache = &mut self.caches[c];
+            (cache.empty, cache.nr_empty) = (keep.empty, keep.nr_empty);
         }
     }
 
@@ -618,7 +665,7 @@ impl<const PAGE_SIZE: usize> SlabAllocator<PAGE_SIZE> {
         ClassStats {
             object_bytes: self.table.object_bytes(class),
             slabs: cache.nr_slabs.get(),
-            empty_slabs: cache.empty.len.get(),
+            empty_slabs: cache.nr_empty.get(),
             live_objects: cache.live_objects.get(),
         }
     }
@@ -650,20 +697,30 @@ impl<const PAGE_SIZE: usize> SlabAllocator<PAGE_SIZE> {
                 assert_eq!(hdr.state.get(), SlabState::Active);
                 hdr.check();
             }
+            let mut listed = 0;
+            let mut last = ptr::null_mut();
             for hdr in c.partial.iter() {
                 assert_eq!(hdr.state.get(), SlabState::Partial, "L1");
                 assert!(hdr.has_free(), "L1: partial slab without free objects");
+                assert_eq!(hdr.prev.get(), last, "L1: partial list links");
                 hdr.check();
+                last = ptr::from_ref(hdr).cast_mut();
+                listed += 1;
             }
+            assert_eq!(c.partial.tail, last, "L1: partial list tail");
+            let mut empty = 0;
+            last = ptr::null_mut();
             for hdr in c.empty.iter() {
                 assert_eq!(hdr.state.get(), SlabState::Empty, "L1");
                 assert_eq!(hdr.nr_allocated(), 0, "L1: empty slab with live objects");
+                assert_eq!(hdr.prev.get(), last, "L1: empty list links");
                 hdr.check();
+                last = ptr::from_ref(hdr).cast_mut();
+                empty += 1;
             }
-            assert!(
-                c.partial.len.get() + c.empty.len.get() <= c.nr_slabs.get(),
-                "L2"
-            );
+            assert_eq!(c.empty.tail, last, "L1: empty list tail");
+            assert_eq!(c.nr_empty.get(), empty, "L2: empty slabs counted");
+            assert!(listed + empty <= c.nr_slabs.get(), "L2");
         }
     }
 }
