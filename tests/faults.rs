@@ -6,7 +6,7 @@
 //! `cargo test --features debug-checks --test faults`.
 
 mod common;
-use buddy_slab_allocator::{AllocError, GlobalAllocator};
+use buddy_slab_allocator::{AllocError, GlobalAllocator, SlabAllocator};
 use common::{CPUS, PAGE, SwitchCpus, arena, check, fill, on_cpu};
 use core::alloc::Layout;
 use core::ptr::NonNull;
@@ -177,6 +177,48 @@ fn interior_foreign_and_wrong_layout_frees() {
     }
     assert_eq!(h.stats().invalid_frees, 7);
     nothing_handed_out_twice(&h, 2000, 100);
+}
+
+/// Index 63 of every bitmap word is no object (its bit is the word's
+/// remote-queue flag): a free of that slot is rejected locally (where the
+/// fast path relies on its alloc bit never being set) and remotely, and
+/// the slot is never handed out.
+#[test]
+fn the_reserved_slot_of_a_bitmap_word_is_no_object() {
+    let h = heap(4 << 20);
+    let layout = l(8, 8);
+    let table = SlabAllocator::<PAGE>::default_table();
+    let class = table.class_for(layout).unwrap();
+    let (size, slab_bytes) = (table.object_bytes(class), PAGE << table.slab_order(class));
+    assert!(
+        table.objects_per_slab(class) > 64,
+        "the slab has a reserved slot"
+    );
+    let objs: Vec<NonNull<u8>> = (0..100).map(|_| h.alloc(layout).unwrap()).collect();
+    let base = objs[0].as_ptr().addr() & !(slab_bytes - 1);
+    let reserved = objs[0].with_addr(core::num::NonZeroUsize::new(base + 63 * size).unwrap());
+    assert!(!objs.contains(&reserved));
+    // SAFETY: deliberate bad frees of a slot inside a live slab.
+    unsafe {
+        h.dealloc(reserved, layout);
+        on_cpu(1);
+        h.dealloc(reserved, layout);
+    }
+    on_cpu(0);
+    assert_eq!(h.stats().invalid_frees, 2);
+    let more: Vec<NonNull<u8>> = (0..1000).map(|_| h.alloc(layout).unwrap()).collect();
+    assert!(
+        !more.contains(&reserved),
+        "the reserved slot was handed out"
+    );
+    // SAFETY: live objects, each freed once.
+    unsafe {
+        for p in objs.into_iter().chain(more) {
+            h.dealloc(p, layout);
+        }
+    }
+    assert_eq!(h.stats().invalid_frees, 2);
+    h.check_invariants();
 }
 
 #[test]

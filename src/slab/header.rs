@@ -70,8 +70,8 @@ pub(crate) enum SlabState {
 /// - S5: `magic == MAGIC ^ base` while the slab is live.
 /// - S4 (remote frees, *epochs*): bit 63 of each remote word is that
 ///   word's flag `Q` ([`QUEUED_BIT`]); objects never use it (index 63 of
-///   every word is reserved: never on the free list, rejected by
-///   `index_of`). A remote free sets its object's bit and `Q` in one
+///   every word is reserved: never on the free list, its alloc bit never
+///   set, rejected by `index_of`). A remote free sets its object's bit and `Q` in one
 ///   `fetch_or`, so a set object bit implies `Q`. The free that finds `Q`
 ///   clear opens the word's epoch and is responsible for delivering it:
 ///   in a slab of at most 63 objects (one word) it pushes the slab on the
@@ -334,6 +334,17 @@ impl SlabHeader {
     /// Object index of `obj`, if it is an object boundary of this slab.
     #[inline]
     fn index_of(&self, obj: usize) -> Result<usize, FreeFault> {
+        let idx = self.boundary_index(obj)?;
+        if is_reserved(idx) {
+            return Err(FreeFault::NotAnObject);
+        }
+        Ok(idx)
+    }
+
+    /// As `index_of`, but a reserved index passes: for callers that then
+    /// require its alloc bit, which a reserved index never has (S4).
+    #[inline(always)]
+    fn boundary_index(&self, obj: usize) -> Result<usize, FreeFault> {
         let off = obj.wrapping_sub(self.base());
         let size = self.object_bytes();
         if off >= self.span.load(Ordering::Relaxed) as usize {
@@ -341,7 +352,7 @@ impl SlabHeader {
         }
         // C4: exact for every offset inside a slab.
         let idx = ((off as u64 * self.recip.load(Ordering::Relaxed) as u64) >> 32) as usize;
-        if idx * size != off || is_reserved(idx) {
+        if idx * size != off {
             return Err(FreeFault::NotAnObject);
         }
         Ok(idx)
@@ -461,14 +472,20 @@ impl SlabHeader {
     /// caller is the owner, and the object is no longer used by the caller.
     #[inline(always)]
     pub(crate) unsafe fn free_local(&self, obj: *mut u8) -> Result<(), FreeFault> {
-        let idx = self.index_of(obj as usize)?;
+        // A reserved index is never allocated (S4): the alloc-bit check
+        // below rejects it, so the fast path skips `index_of`'s test.
+        let idx = self.boundary_index(obj as usize)?;
         let (w, bit) = word_bit(idx);
         let word = self.alloc_bits[w].get();
         // A remote free of the same object still pending is caught later,
         // by `pop` or `absorb_remote` (S3): checking here would read the
         // remote bitmap's line on every local free.
         if word & bit == 0 {
-            return Err(FreeFault::DoubleFree);
+            return Err(if is_reserved(idx) {
+                FreeFault::NotAnObject
+            } else {
+                FreeFault::DoubleFree
+            });
         }
         self.alloc_bits[w].set(word & !bit);
         // SAFETY: obj is an allocated object of this slab (bit was set) that
