@@ -18,6 +18,7 @@ const _: () = {
     );
     assert!(MAX_SECTIONS >= 1 && MAX_SECTIONS <= 255);
     assert!(slab::MAX_SLAB_ORDER <= 6);
+    assert!(slab::MAX_WASTE_FRACTION >= 1);
     assert!(cpu::PAGE_CACHE_ORDERS <= 8);
     assert!(cpu::PAGE_CACHE_BATCH >= 1 && cpu::PAGE_CACHE_BATCH <= cpu::PAGE_CACHE_HIGH);
     assert!(cpu::HOST_MAX_CPUS >= 1);

@@ -1,7 +1,8 @@
 //! The configuration file reaches the build: `make config-test` builds this
 //! test twice, with configs/default.toml (48 classes) and with
 //! BUDDY_SLAB_CONFIG=configs/seed-classes.toml and
-//! BSA_EXPECT_CLASSES=9, and each build must see its own file.
+//! BSA_EXPECT_CLASSES=9, and each build must see its own file (its size
+//! classes and its slab waste fraction).
 
 use buddy_slab_allocator::SlabAllocator;
 use core::alloc::Layout;
@@ -21,4 +22,19 @@ fn size_classes_come_from_the_selected_file() {
     );
     // The seed set stays selectable at run time whatever the file says.
     assert_eq!(SlabAllocator::<4096>::seed_table().len(), 9);
+}
+
+#[test]
+fn slab_sizes_follow_the_selected_waste_fraction() {
+    // 64-byte objects: 2 pages (124 objects, 256 B of waste = 1/32) under
+    // default.toml's max-waste-fraction 32, 4 pages (252 objects, 1/64)
+    // under seed-classes.toml's 64.
+    let seed_file = option_env!("BSA_EXPECT_CLASSES") == Some("9");
+    let table = SlabAllocator::<4096>::default_table();
+    let class = table
+        .class_for(Layout::from_size_align(64, 8).unwrap())
+        .unwrap();
+    let (order, objects) = if seed_file { (2, 252) } else { (1, 124) };
+    assert_eq!(table.slab_order(class), order);
+    assert_eq!(table.objects_per_slab(class), objects);
 }

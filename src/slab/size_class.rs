@@ -2,7 +2,7 @@
 #![deny(unsafe_code)]
 
 use super::header::HEADER_BYTES;
-use crate::config::slab::{MAX_SLAB_ORDER, SEED_SIZE_CLASSES, SIZE_CLASSES};
+use crate::config::slab::{MAX_SLAB_ORDER, MAX_WASTE_FRACTION, SEED_SIZE_CLASSES, SIZE_CLASSES};
 use crate::error::{AllocError, AllocResult};
 use core::alloc::Layout;
 
@@ -101,7 +101,8 @@ impl SizeClassTable {
     }
 
     /// Picks the slab order for `size`: the smallest order whose waste is at
-    /// most 1/32 of the slab, else the least wasteful order.
+    /// most 1/`max-waste-fraction` of the slab, else the least wasteful
+    /// order.
     const fn slab_geometry(size: usize, page_size: usize) -> (u8, usize) {
         let mut best = (0u8, 0usize, usize::MAX);
         let mut order = 0;
@@ -112,7 +113,7 @@ impl SizeClassTable {
                 n = MAX_OBJECTS;
             }
             let waste = bytes - n * size;
-            if n > 0 && waste * 32 <= bytes {
+            if n > 0 && waste * MAX_WASTE_FRACTION <= bytes {
                 return (order as u8, n);
             }
             // Compare waste fractions waste/bytes without division.
