@@ -390,8 +390,8 @@ impl<const PAGE_SIZE: usize> BuddyAllocator<PAGE_SIZE> {
     ///
     /// # Errors
     /// `InvalidParam` if `addr` is not page aligned or `count` is zero or
-    /// above [`MAX_RUN_PAGES`], `NotAllocated` if the range is not inside one section, `NoMemory` if a
-    /// page in it is not free.
+    /// above [`MAX_RUN_PAGES`], `NotAllocated` if the range is not inside
+    /// one section, `NoMemory` if a page in it is not free.
     pub fn alloc_pages_at(&mut self, addr: usize, count: usize) -> AllocResult<usize> {
         if count == 0 || !addr.is_multiple_of(PAGE_SIZE) || count > MAX_RUN_PAGES {
             return Err(AllocError::InvalidParam);

@@ -123,6 +123,20 @@ impl SlabList {
         Some(hdr)
     }
 
+    /// For `check_invariants`: checks every member's back link and the
+    /// tail, runs `check` on each member, and returns the length.
+    fn check_links(&self, list: &str, mut check: impl FnMut(&SlabHeader)) -> usize {
+        let (mut len, mut last) = (0, ptr::null_mut());
+        for hdr in self.iter() {
+            assert_eq!(hdr.prev.get(), last, "L1: {list} list links");
+            check(hdr);
+            last = ptr::from_ref(hdr).cast_mut();
+            len += 1;
+        }
+        assert_eq!(self.tail, last, "L1: {list} list tail");
+        len
+    }
+
     fn iter(&self) -> impl Iterator<Item = &SlabHeader> {
         let mut cur = self.head;
         core::iter::from_fn(move || {
@@ -640,16 +654,18 @@ impl<const PAGE_SIZE: usize> SlabAllocator<PAGE_SIZE> {
                 hdr.state.set(SlabState::Empty);
                 cache.push_empty(hdr);
             }
-            let mut keep = ClassCache::new();
+            let (mut keep, mut kept) = (SlabList::new(), 0);
             while let Some(hdr) = self.caches[c].pop_empty() {
                 if hdr.is_queued() {
-                    keep.push_empty(hdr);
+                    keep.push(hdr);
+                    kept += 1;
                 } else if let SlabDeallocResult::FreeSlab { base, pages } = self.release(hdr) {
                     free_slab(base, pages);
                 }
             }
             let cache = &mut self.caches[c];
-            (cache.empty, cache.nr_empty) = (keep.empty, keep.nr_empty);
+            cache.empty = keep;
+            cache.nr_empty.set(kept);
         }
     }
 
@@ -697,28 +713,16 @@ impl<const PAGE_SIZE: usize> SlabAllocator<PAGE_SIZE> {
                 assert_eq!(hdr.state.get(), SlabState::Active);
                 hdr.check();
             }
-            let mut listed = 0;
-            let mut last = ptr::null_mut();
-            for hdr in c.partial.iter() {
+            let listed = c.partial.check_links("partial", |hdr| {
                 assert_eq!(hdr.state.get(), SlabState::Partial, "L1");
                 assert!(hdr.has_free(), "L1: partial slab without free objects");
-                assert_eq!(hdr.prev.get(), last, "L1: partial list links");
                 hdr.check();
-                last = ptr::from_ref(hdr).cast_mut();
-                listed += 1;
-            }
-            assert_eq!(c.partial.tail, last, "L1: partial list tail");
-            let mut empty = 0;
-            last = ptr::null_mut();
-            for hdr in c.empty.iter() {
+            });
+            let empty = c.empty.check_links("empty", |hdr| {
                 assert_eq!(hdr.state.get(), SlabState::Empty, "L1");
                 assert_eq!(hdr.nr_allocated(), 0, "L1: empty slab with live objects");
-                assert_eq!(hdr.prev.get(), last, "L1: empty list links");
                 hdr.check();
-                last = ptr::from_ref(hdr).cast_mut();
-                empty += 1;
-            }
-            assert_eq!(c.empty.tail, last, "L1: empty list tail");
+            });
             assert_eq!(c.nr_empty.get(), empty, "L2: empty slabs counted");
             assert!(listed + empty <= c.nr_slabs.get(), "L2");
         }
