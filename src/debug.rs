@@ -17,8 +17,9 @@
 //! - **Invariant walks.** Slabs are checked (S1, S2) when they are absorbed
 //!   or released.
 //!
-//! Every fault is reported with `log::error!` naming the address, the size
-//! class, the kind of fault and the CPU slot that found it, and counted in
+//! Every finding is recorded as a [`Fault`](crate::fault::Fault) naming the
+//! address, the object size, the kind of fault and the CPU slot that found
+//! it (reported by the facade once the slot is released), and counted in
 //! [`SlabStats`](crate::SlabStats) (`poison_faults`, `red_zone_faults`).
 //! Freed objects are still accepted: the checks report, they do not change
 //! what the allocator does.
@@ -37,25 +38,6 @@ pub const RED_ZONE: u8 = 0xa5;
 
 /// Bytes at the start of an object that a free object uses for its link.
 pub(crate) const LINK_BYTES: usize = core::mem::size_of::<usize>();
-
-/// The kinds of heap corruption the debug checks find.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Corruption {
-    /// A free object's poison changed: something wrote to it after its free.
-    UseAfterFree,
-    /// The tail past the requested size changed: a buffer overflow, or a
-    /// free with a smaller layout than the allocation's.
-    RedZone,
-}
-
-impl Corruption {
-    pub(crate) const fn name(self) -> &'static str {
-        match self {
-            Self::UseAfterFree => "use after free (poison overwritten)",
-            Self::RedZone => "red zone overwritten (overflow or wrong layout)",
-        }
-    }
-}
 
 /// The red zone of an object of `object_bytes` serving `size` bytes.
 #[inline]

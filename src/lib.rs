@@ -11,15 +11,26 @@ extern crate std;
 pub mod arceos;
 // Under `cfg(loom)` only the lock-free remote-free path is compiled (its
 // atomics come from loom, which has no `const` constructors): the slab
-// header, the pending stack and the counters, driven by tests/loom.rs
-// through `loom_model`.
+// header, the pending stack, page metadata, the release handshake and the
+// counters, driven by tests/loom.rs through `loom_model`.
 #[cfg(not(loom))]
 pub mod buddy;
+#[cfg(loom)]
+mod buddy {
+    #[path = "page_meta.rs"]
+    pub(crate) mod page_meta;
+}
 mod config;
 #[cfg(not(loom))]
 mod cpu;
+#[cfg(loom)]
+mod cpu {
+    #[path = "hazard.rs"]
+    pub(crate) mod hazard;
+}
 pub mod debug;
 mod error;
+pub mod fault;
 #[cfg(not(loom))]
 mod global;
 #[cfg(loom)]
@@ -42,6 +53,7 @@ pub mod sync;
 #[cfg(not(loom))]
 pub use buddy::{BuddyAllocator, ManagedSection};
 pub use error::{AllocError, AllocResult};
+pub use fault::{Fault, FaultKind, FaultLog, FreeRejection};
 #[cfg(not(loom))]
 pub use global::{CpuStats, DefaultPlatform, GlobalAllocator, GlobalStats};
 #[cfg(not(loom))]

@@ -90,7 +90,7 @@ impl Slab {
     /// # Safety
     /// Called only from the owner thread.
     pub unsafe fn absorb_remote(&self) -> usize {
-        self.hdr().absorb_remote()
+        self.hdr().absorb_remote(|_| ())
     }
 
     /// Whether the slab is queued (S4: then it must not be released).
@@ -148,4 +148,79 @@ impl Pending {
         self.0
             .take_all(|hdr| f(Slab(core::ptr::from_ref(hdr) as usize)));
     }
+}
+
+/// The head page of a slab: its page metadata, which outlives the slab and
+/// says whether it is live (the liveness the release handshake checks).
+pub struct SlabHead(crate::buddy::page_meta::PageMeta);
+
+impl SlabHead {
+    /// The head of a live slab of `order` owned by CPU `owner`.
+    pub fn live(order: u32, owner: usize) -> Self {
+        Self(crate::buddy::page_meta::PageMeta::new_live_slab_head(
+            order, owner,
+        ))
+    }
+}
+
+/// A CPU slot's hazard.
+pub struct Hazard(crate::cpu::hazard::Hazard);
+
+impl Hazard {
+    /// No slab named.
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        Self(crate::cpu::hazard::Hazard::new())
+    }
+}
+
+/// The words releases and hazards synchronise on.
+pub struct ReleaseSync(crate::cpu::hazard::ReleaseSync);
+
+impl ReleaseSync {
+    /// Fresh.
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        Self(crate::cpu::hazard::ReleaseSync::new())
+    }
+}
+
+/// Remote CPU: the facade's remote-free step `touch_remote_slab`, for
+/// `slab` at `base` (head `head`, order 0, owner 0) with the slot's
+/// `hazard`: runs `touch` only if the slab is live after the hazard is
+/// published.
+pub fn touch_remote_slab<R>(
+    hazard: &Hazard,
+    sync: &ReleaseSync,
+    base: usize,
+    head: &SlabHead,
+    touch: impl FnOnce() -> R,
+) -> Option<R> {
+    crate::cpu::hazard::touch_remote_slab(&hazard.0, &sync.0, base, &head.0, (0, 0), touch)
+}
+
+/// The mutant the model must catch: `touch_remote_slab` without the hazard
+/// (the check of the head alone, then the touch).
+pub fn touch_remote_slab_unprotected<R>(head: &SlabHead, touch: impl FnOnce() -> R) -> Option<R> {
+    head.0.is_live_slab(0, 0).then(touch)
+}
+
+/// Owner: the facade's release step `try_release` for the slab at `base`
+/// (head `head`, order 0, owner 0), with every slot's hazard; `true` if the
+/// slab may go back to the page allocator.
+pub fn try_release(
+    sync: &ReleaseSync,
+    hazards: &[Hazard],
+    base: usize,
+    head: &SlabHead,
+    slab: Slab,
+) -> bool {
+    crate::cpu::hazard::try_release(
+        &sync.0,
+        hazards.iter().map(|h| &h.0),
+        base,
+        &head.0,
+        (0, 0),
+        || slab.is_queued(),
+    )
 }

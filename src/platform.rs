@@ -12,13 +12,21 @@ use crate::sync::{RawLock, SpinLock};
 ///
 /// # Safety
 ///
-/// Implementors guarantee that while a [`Platform::Pin`] returned by
-/// [`Platform::pin`] is alive and [`Platform::cpu_id`] returned `Some(id)` for
-/// it, no other execution context (thread, interrupt handler, other CPU) can
-/// obtain a pin with the same `id`, and that `id < max_cpus()`. The per-CPU
-/// fast path relies on this to touch CPU-local state without locks or atomic
-/// read-modify-write instructions. `Lock` must provide mutual exclusion (and
-/// mask interrupts where the allocator may be called from them).
+/// Implementors guarantee:
+/// - while a [`Platform::Pin`] returned by [`Platform::pin`] is alive and
+///   [`Platform::cpu_id`] returned `Some(id)` for it, no execution context
+///   on another CPU or thread can obtain a pin with the same `id`, and
+///   `id < max_cpus()`; a context on the same CPU (an interrupt handler)
+///   may, but only nested inside the first one's run, as interrupts nest.
+///   The per-CPU fast path relies on this to touch CPU-local state without
+///   locks or atomic read-modify-write instructions; a nested context finds
+///   the slot in use and takes the shared slot (O1, `cpu::CpuSlot`).
+/// - [`Platform::with_idle_cpu`] runs its closure only while no other
+///   context can pin `cpu`.
+/// - `Lock` satisfies [`RawLock`]'s contract.
+/// - the methods the allocator calls while it holds a CPU slot or a lock
+///   (`cpu_id`, `cpu_id_hint`, `virt_to_phys`, `with_idle_cpu`) neither
+///   allocate from this allocator nor take its locks.
 pub unsafe trait Platform: 'static {
     /// Lock protecting the buddy allocator and the shared CPU slot.
     type Lock: RawLock;
@@ -91,41 +99,108 @@ mod host {
     const UNASSIGNED: usize = usize::MAX;
     const NONE_FREE: usize = usize::MAX - 1;
 
-    /// Bit `i` is set iff a live thread owns CPU slot `i` (H1).
+    /// Bit `i` is set iff a live thread owns CPU slot `i` (T1).
     static SLOT_BITMAP: [AtomicU64; SLOT_WORDS] = [const { AtomicU64::new(0) }; SLOT_WORDS];
-
-    /// Releases the thread's slot when the thread exits.
-    struct SlotGuard;
-
-    impl Drop for SlotGuard {
-        fn drop(&mut self) {
-            // Later allocations in this thread's TLS destructors take the
-            // shared slot. `SLOT_ID` has no destructor, so it is still there.
-            let id = SLOT_ID.replace(NONE_FREE);
-            if id < HOST_MAX_CPUS {
-                // Release: the next owner of the slot sees every write this
-                // thread made to the slot's per-CPU state.
-                SLOT_BITMAP[id / 64].fetch_and(!(1 << (id % 64)), Ordering::Release);
-            }
-        }
-    }
 
     std::thread_local! {
         /// The calling thread's slot id, `UNASSIGNED` before its first
         /// allocation. No destructor, so reading it is one TLS load.
         static SLOT_ID: Cell<usize> = const { Cell::new(UNASSIGNED) };
-        /// Registered on first use; its destructor releases the slot.
-        static SLOT_GUARD: SlotGuard = const { SlotGuard };
+    }
+
+    /// Gives the exiting thread's slot back. Later allocations of the
+    /// thread (in other exit hooks) take the shared slot.
+    fn release_slot(id: usize) {
+        let _ = SLOT_ID.try_with(|s| s.set(NONE_FREE));
+        if id < HOST_MAX_CPUS {
+            // Release: the next owner of the slot sees every write this
+            // thread made to the slot's per-CPU state.
+            SLOT_BITMAP[id / 64].fetch_and(!(1 << (id % 64)), Ordering::Release);
+        }
+    }
+
+    /// Runs `release_slot` when the thread exits, through a POSIX
+    /// thread-specific key: registering it allocates nothing from the Rust
+    /// heap (a `std` thread-local with a destructor may, on targets where
+    /// std keeps such destructors in a list of its own, and this runs
+    /// inside an allocation).
+    #[cfg(unix)]
+    mod exit_hook {
+        use core::ffi::c_void;
+        use core::sync::atomic::{AtomicUsize, Ordering};
+
+        /// The key, plus one; 0 until created.
+        static KEY: AtomicUsize = AtomicUsize::new(0);
+
+        extern "C" fn on_exit(value: *mut c_void) {
+            super::release_slot(value.addr().wrapping_sub(1));
+        }
+
+        fn key() -> Option<libc::pthread_key_t> {
+            let k = KEY.load(Ordering::Acquire);
+            if k != 0 {
+                return Some((k - 1) as libc::pthread_key_t);
+            }
+            let mut new: libc::pthread_key_t = 0;
+            // SAFETY: `new` is a valid place for the key; `on_exit` is an
+            // `extern "C"` function that lives as long as the program.
+            if unsafe { libc::pthread_key_create(&mut new, Some(on_exit)) } != 0 {
+                return None;
+            }
+            match KEY.compare_exchange(0, new as usize + 1, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => Some(new),
+                Err(won) => {
+                    // Another thread created one first: use it.
+                    // SAFETY: `new` was created above and never used.
+                    unsafe { libc::pthread_key_delete(new) };
+                    Some((won - 1) as libc::pthread_key_t)
+                }
+            }
+        }
+
+        /// Arranges for slot `id` to be released when the calling thread
+        /// exits; `false` if that cannot be arranged.
+        pub(super) fn register(id: usize) -> bool {
+            let Some(key) = key() else { return false };
+            // SAFETY: `key` is a live key; the value is an integer carried as
+            // a pointer (never dereferenced), non-null so `on_exit` runs.
+            unsafe { libc::pthread_setspecific(key, core::ptr::without_provenance(id + 1)) == 0 }
+        }
+    }
+
+    /// On other std targets: a thread-local whose destructor releases the
+    /// slot (registered inside the first allocation: std's fallback list
+    /// of such destructors may allocate there).
+    #[cfg(not(unix))]
+    mod exit_hook {
+        struct SlotGuard(core::cell::Cell<usize>);
+
+        impl Drop for SlotGuard {
+            fn drop(&mut self) {
+                super::release_slot(self.0.get());
+            }
+        }
+
+        std::thread_local! {
+            static SLOT_GUARD: SlotGuard = const { SlotGuard(core::cell::Cell::new(usize::MAX)) };
+        }
+
+        pub(super) fn register(id: usize) -> bool {
+            SLOT_GUARD.try_with(|g| g.0.set(id)).is_ok()
+        }
     }
 
     #[cold]
     fn assign_slot() -> usize {
-        // Register the release first; if the thread is already exiting, do
-        // not take a slot it could never give back.
-        if SLOT_GUARD.try_with(|_| ()).is_err() {
-            return NONE_FREE;
-        }
         let id = claim_slot();
+        // Arrange the release first: a thread that cannot give a slot back
+        // at exit must not keep one.
+        let id = if id < HOST_MAX_CPUS && !exit_hook::register(id) {
+            release_slot(id);
+            NONE_FREE
+        } else {
+            id
+        };
         SLOT_ID.set(id);
         id
     }
@@ -165,7 +240,7 @@ mod host {
     /// `!Send` so it cannot leave the thread that made it.
     pub struct HostPin(PhantomData<*const ()>);
 
-    // SAFETY: slot ids are handed out through SLOT_BITMAP's atomic bits (H1):
+    // SAFETY: slot ids are handed out through SLOT_BITMAP's atomic bits (T1):
     // one live thread owns a given id, `HostPin` is `!Send`, and a thread is
     // one execution context (the host allocator is not called from signal
     // handlers).
@@ -208,7 +283,7 @@ mod host {
             }
             let (word, bit) = (&SLOT_BITMAP[cpu / 64], 1u64 << (cpu % 64));
             // Acquire: see the last owner's writes; the bit keeps new
-            // threads off the slot while `f` runs (H1).
+            // threads off the slot while `f` runs (T1).
             if word.fetch_or(bit, Ordering::Acquire) & bit != 0 {
                 return false;
             }

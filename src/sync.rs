@@ -13,10 +13,21 @@ use core::cell::UnsafeCell;
 
 /// A mutual-exclusion primitive without data, used by [`Locked`].
 ///
-/// In a kernel it must mask interrupts (and preemption) while held, since the
-/// allocator is called from interrupt handlers: ArceOS uses
+/// # Safety
+///
+/// Implementors guarantee mutual exclusion: while one call of
+/// [`RawLock::with`] on a lock value runs its closure, no other call on the
+/// same value runs its closure, from any thread, CPU or interrupt context.
+/// [`Locked`] hands out `&mut T` on this promise alone. In a kernel whose
+/// allocator is called from interrupt handlers the lock must also mask
+/// interrupts (and preemption) while held, or a handler that allocates on
+/// the CPU holding it would wait for itself: ArceOS uses
 /// `kspin::SpinNoIrq<()>`.
-pub trait RawLock: Sync + Send {
+///
+/// The lock need not be reentrant: the allocator never calls `with` on a
+/// lock from inside a closure running under the same lock, and never logs
+/// or allocates while it holds one.
+pub unsafe trait RawLock: Sync + Send {
     /// The unlocked state, for `const` construction.
     const UNLOCKED: Self;
     /// Runs `f` with the lock held.
@@ -29,8 +40,8 @@ pub struct Locked<L: RawLock, T> {
     data: UnsafeCell<T>,
 }
 
-// SAFETY: access to `data` is serialised by `raw` (see `with`), so sharing
-// `Locked` is as safe as sending `T` between threads.
+// SAFETY: access to `data` is serialised by `raw` (see `with`; RawLock's
+// contract), so sharing `Locked` is as safe as sending `T` between threads.
 unsafe impl<L: RawLock, T: Send> Sync for Locked<L, T> {}
 // SAFETY: owning `Locked` owns `T`.
 unsafe impl<L: RawLock, T: Send> Send for Locked<L, T> {}
@@ -61,7 +72,9 @@ pub struct SpinLock {
     locked: AtomicBool,
 }
 
-impl RawLock for SpinLock {
+// SAFETY: the compare-exchange from `false` to `true` admits one holder at
+// a time; the Release store in `Unlock` ends its hold (also on unwind).
+unsafe impl RawLock for SpinLock {
     #[cfg(not(loom))]
     const UNLOCKED: Self = Self {
         locked: AtomicBool::new(false),

@@ -34,7 +34,8 @@ std::thread_local! {
 /// A spin lock that counts its acquisitions per thread.
 struct CountingLock(SpinLock);
 
-impl RawLock for CountingLock {
+// SAFETY: it forwards to `SpinLock`, which provides mutual exclusion.
+unsafe impl RawLock for CountingLock {
     const UNLOCKED: Self = Self(SpinLock::UNLOCKED);
     fn with<R>(&self, f: impl FnOnce() -> R) -> R {
         LOCKS_HERE.with(|c| c.set(c.get() + 1));

@@ -47,12 +47,17 @@ fn per_cpu_state_and_cache_bounds() {
     // SAFETY: leaked arena; boxed allocator.
     unsafe { heap.init(region).unwrap() };
 
-    // CPU slots sit at the start of the first region, before its section.
+    // CPU slots sit at the start of the first region, before its section,
+    // followed by one 8-byte hazard word per slot.
     let slots = heap.cpu_slots();
     let slots_bytes = heap.managed_section(0).unwrap().region.0 - start;
     assert_eq!(slots_bytes % slots, 0);
     let slot_bytes = slots_bytes / slots;
-    assert_eq!(slot_bytes % 64, 0, "slots are cache-line aligned");
+    assert_eq!(
+        slot_bytes % 64,
+        8,
+        "cache-line aligned slots and a hazard each"
+    );
 
     // Page cache: per order, free many blocks and watch the cache's peak.
     let (orders, high) = (knob("page-cache-orders"), knob("page-cache-high"));

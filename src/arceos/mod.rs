@@ -32,7 +32,9 @@ pub type ArceOsHeap = crate::GlobalAllocator<PAGE_SIZE, ArceOsPlatform>;
 /// included.
 pub struct IrqSafeLock(SpinNoIrq<()>);
 
-impl RawLock for IrqSafeLock {
+// SAFETY: `SpinNoIrq` admits one holder at a time, with local IRQs and
+// preemption off while held, so no handler on this CPU can wait for it.
+unsafe impl RawLock for IrqSafeLock {
     const UNLOCKED: Self = Self(SpinNoIrq::new(()));
 
     #[inline]

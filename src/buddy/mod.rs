@@ -15,23 +15,34 @@
 //! sorted, so address → section is a binary search.
 //!
 //! Bad frees (double, foreign, wrong count, inside a run) are detected from
-//! the head page's metadata before anything is touched, logged and counted.
+//! the head page's metadata before anything is touched, counted and
+//! returned as errors; nothing here logs (see `crate::fault`).
 //!
 //! `BuddyAllocator` takes `&mut self` everywhere and never locks: the facade
-//! wraps it in the platform's IRQ-safe lock.
+//! wraps it in the platform's IRQ-safe lock. Adding a region is split so
+//! that the O(pages) metadata setup runs outside that lock:
+//! [`BuddyAllocator::reserve_region`] (checks and reserves the range),
+//! [`RegionPlan::prepare`] (writes the metadata, no `&self`), and
+//! [`BuddyAllocator::commit_region`] (publishes the sections).
 
-mod page_meta;
+pub(crate) mod page_meta;
+mod region;
 mod section;
 mod section_map;
 
 pub use page_meta::MAX_RUN_PAGES;
-pub(crate) use page_meta::{NIL, PageKind, PageMeta};
-pub(crate) use section_map::{SectionMap, SectionRef};
+pub(crate) use page_meta::{CachedBlock, ClaimedRun, MAX_OWNER_CPUS, NIL, PageKind, PageMeta};
+pub use region::{NewSection, PreparedRegion, RegionPlan};
+pub(crate) use section_map::{SectionCache, SectionMap};
 
 use crate::config::{LOWMEM_LIMIT, MAX_ORDER, MAX_SECTIONS, NR_ORDERS};
 use crate::error::{AllocError, AllocResult};
+use crate::fault::{Fault, FaultKind, FaultLog};
 use core::ptr::NonNull;
 use section::Section;
+
+/// CPU id recorded in faults the buddy finds (it has no CPU of its own).
+const NO_CPU: usize = u32::MAX as usize;
 
 /// Read-only summary of one managed section.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +65,10 @@ pub struct ManagedSection {
 /// - B8: `sections[..nr_sections]` are `Some`, sorted by start address, and
 ///   their page ranges do not overlap; the rest are `None`.
 /// - B9: `total_pages` is the sum of the sections' `nr_pages`.
+/// - B11: `reserved[..nr_reserved]` are the regions being prepared outside
+///   the lock: disjoint from every section's region and from each other,
+///   holding `reserved_sections` section slots in all
+///   (`nr_sections + reserved_sections <= MAX_SECTIONS`).
 pub struct BuddyAllocator<const PAGE_SIZE: usize> {
     sections: [Option<Section>; MAX_SECTIONS],
     nr_sections: usize,
@@ -61,20 +76,15 @@ pub struct BuddyAllocator<const PAGE_SIZE: usize> {
     invalid_frees: usize,
     virt_to_phys: fn(usize) -> usize,
     lowmem_limit: usize,
+    /// `(start, end, sections, ticket)` per reservation.
+    reserved: [(usize, usize, usize, usize); MAX_SECTIONS],
+    nr_reserved: usize,
+    reserved_sections: usize,
+    faults: FaultLog,
 }
 
 fn identity(vaddr: usize) -> usize {
     vaddr
-}
-
-/// A section just added, as the facade's lock-free map needs it.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct NewSection {
-    pub(crate) start: usize,
-    pub(crate) end: usize,
-    pub(crate) base_pfn: usize,
-    /// With the region's provenance (B7).
-    pub(crate) meta: NonNull<PageMeta>,
 }
 
 impl<const PAGE_SIZE: usize> Default for BuddyAllocator<PAGE_SIZE> {
@@ -109,6 +119,10 @@ impl<const PAGE_SIZE: usize> BuddyAllocator<PAGE_SIZE> {
             invalid_frees: 0,
             virt_to_phys,
             lowmem_limit: LOWMEM_LIMIT,
+            reserved: [(0, 0, 0, 0); MAX_SECTIONS],
+            nr_reserved: 0,
+            reserved_sections: 0,
+            faults: FaultLog::new(),
         }
     }
 
@@ -119,130 +133,6 @@ impl<const PAGE_SIZE: usize> BuddyAllocator<PAGE_SIZE> {
     pub unsafe fn init(&mut self, region: &mut [u8]) -> AllocResult {
         // SAFETY: forwarded caller contract.
         unsafe { self.add_region(region) }
-    }
-
-    /// Hands `region` to the allocator: its prefix becomes page metadata and
-    /// the rest managed pages.
-    ///
-    /// # Errors
-    /// `InvalidParam` if the region cannot hold one page and its metadata,
-    /// `MemoryOverlap` if it overlaps a managed region, `TooManyRegions` if
-    /// the section table is full.
-    ///
-    /// Pointers the allocator hands out ([`Self::alloc_pages_ptr`]) carry the
-    /// provenance of `region`; the region's provenance is also exposed, so an
-    /// address from [`Self::alloc_pages`] may be turned back into a pointer
-    /// with [`core::ptr::with_exposed_provenance_mut`].
-    ///
-    /// # Safety
-    /// `region` must be valid for reads and writes for as long as this
-    /// allocator (or anything it handed out) is used, and used by nothing
-    /// else: the allocator writes metadata into it and hands its pages out.
-    pub unsafe fn add_region(&mut self, region: &mut [u8]) -> AllocResult {
-        let len = region.len();
-        // SAFETY: forwarded caller contract.
-        unsafe { self.add_region_raw(region.as_mut_ptr(), len) }.map(|_| ())
-    }
-
-    /// [`Self::add_region`] on a raw region; returns the sections created.
-    ///
-    /// Every pointer the allocator later builds into the region (page
-    /// metadata, pages, slabs) is derived from `region` with `with_addr`, so
-    /// it carries the region's provenance (strict provenance). The
-    /// provenance is also exposed, so that users of the address-typed API
-    /// (`alloc_pages` returns a `usize`, as in 0.6) may turn an address back
-    /// into a pointer with `core::ptr::with_exposed_provenance_mut` (or an
-    /// `as` cast).
-    ///
-    /// # Safety
-    /// As for [`Self::add_region`], for the `len` bytes at `region`.
-    pub(crate) unsafe fn add_region_raw(
-        &mut self,
-        region: *mut u8,
-        len: usize,
-    ) -> AllocResult<[Option<NewSection>; 2]> {
-        let start = region.expose_provenance();
-        let end = start.checked_add(len).ok_or(AllocError::InvalidParam)?;
-        if start == 0 {
-            return Err(AllocError::InvalidParam);
-        }
-        for s in self.sections() {
-            if start < s.region_end && s.region_start < end {
-                return Err(AllocError::MemoryOverlap);
-            }
-        }
-        let meta_bytes = core::mem::size_of::<PageMeta>();
-        let meta_start = start
-            .checked_next_multiple_of(core::mem::align_of::<PageMeta>())
-            .ok_or(AllocError::InvalidParam)?;
-        if meta_start >= end {
-            return Err(AllocError::InvalidParam);
-        }
-        // Largest page count whose metadata and pages both fit.
-        let mut pages = ((end - meta_start) / (PAGE_SIZE + meta_bytes)).min(u32::MAX as usize - 1);
-        let data_start = loop {
-            if pages == 0 {
-                return Err(AllocError::InvalidParam);
-            }
-            let data = (meta_start + pages * meta_bytes).next_multiple_of(PAGE_SIZE);
-            if data
-                .checked_add(pages * PAGE_SIZE)
-                .is_some_and(|e| e <= end)
-            {
-                break data;
-            }
-            pages -= 1;
-        };
-        // Split at the lowmem limit (assumes the region is linearly mapped;
-        // alloc_pages_lowmem checks every block it returns anyway).
-        let phys_start = (self.virt_to_phys)(data_start);
-        let low_pages = if phys_start >= self.lowmem_limit {
-            0
-        } else {
-            ((self.lowmem_limit - phys_start) >> Self::PAGE_SHIFT).min(pages)
-        };
-        let parts = [(0, low_pages, true), (low_pages, pages - low_pages, false)];
-        let needed = parts.iter().filter(|p| p.1 > 0).count();
-        if self.nr_sections + needed > MAX_SECTIONS {
-            return Err(AllocError::TooManyRegions);
-        }
-        let meta = NonNull::new(region.with_addr(meta_start).cast::<PageMeta>())
-            .ok_or(AllocError::InvalidParam)?;
-        let mut added = [None, None];
-        for (slot, &(first, count, lowmem)) in added.iter_mut().zip(parts.iter()) {
-            if count == 0 {
-                continue;
-            }
-            let sec_start = data_start + (first << Self::PAGE_SHIFT);
-            // SAFETY: meta[first..first + count] lies in the region's prefix
-            // (pages * meta_bytes ≤ data_start - meta_start), which the
-            // caller gave us exclusively; count < u32::MAX.
-            let sec_meta = unsafe { meta.add(first) };
-            // SAFETY: see above.
-            let section = unsafe {
-                Section::new(
-                    sec_start >> Self::PAGE_SHIFT,
-                    count,
-                    sec_meta,
-                    (start, end),
-                    lowmem,
-                )
-            };
-            let at = self.sections[..self.nr_sections]
-                .partition_point(|s| s.as_ref().is_some_and(|s| s.base_pfn < section.base_pfn));
-            self.sections[at..=self.nr_sections].rotate_right(1);
-            self.sections[at] = Some(section);
-            self.nr_sections += 1;
-            self.total_pages += count;
-            *slot = Some(NewSection {
-                start: sec_start,
-                end: sec_start + (count << Self::PAGE_SHIFT),
-                base_pfn: sec_start >> Self::PAGE_SHIFT,
-                meta: sec_meta,
-            });
-        }
-        log::debug!("buddy: region [{start:#x}, {end:#x}) adds {pages} pages at {data_start:#x}");
-        Ok(added)
     }
 
     fn sections(&self) -> impl DoubleEndedIterator<Item = &Section> {
@@ -339,8 +229,7 @@ impl<const PAGE_SIZE: usize> BuddyAllocator<PAGE_SIZE> {
                 if let Some(idx) = s.find_free_run(count, align_pages) {
                     let taken = s.take_range(idx, count);
                     debug_assert!(taken, "find_free_run checked the range");
-                    let m = s.meta(idx);
-                    m.set_run(PageKind::Allocated, count as u32);
+                    s.meta(idx).start_run(count as u32);
                     return Ok((i, (s.base_pfn + idx) << shift));
                 }
             }
@@ -369,7 +258,8 @@ impl<const PAGE_SIZE: usize> BuddyAllocator<PAGE_SIZE> {
             {
                 return Ok(addr);
             }
-            log::error!("buddy: lowmem section maps {addr:#x} above the lowmem limit");
+            self.faults
+                .push(Fault::new(FaultKind::LowmemAboveLimit, addr, count, NO_CPU));
             // SAFETY: the run was allocated just above with this count.
             unsafe { self.dealloc_pages(addr, count)? };
         }
@@ -381,8 +271,7 @@ impl<const PAGE_SIZE: usize> BuddyAllocator<PAGE_SIZE> {
         let s = self.section_mut(i);
         let idx = s.alloc_block(order).expect("has_order(order) was checked");
         s.free_run(idx + count, (1 << order) - count);
-        let m = s.meta(idx);
-        m.set_run(PageKind::Allocated, count as u32);
+        s.meta(idx).start_run(count as u32);
         (s.base_pfn + idx) << shift
     }
 
@@ -405,18 +294,17 @@ impl<const PAGE_SIZE: usize> BuddyAllocator<PAGE_SIZE> {
         if !s.take_range(idx, count) {
             return Err(AllocError::NoMemory);
         }
-        let m = s.meta(idx);
-        m.set_run(PageKind::Allocated, count as u32);
+        s.meta(idx).start_run(count as u32);
         Ok(addr)
     }
 
-    /// Finds the section and index of the head of an allocated run, checking
-    /// that it is one of `count` pages.
-    fn validate_run(
+    /// Finds the section and index of the head of a run of `kind` (Allocated
+    /// or Claimed), checking that it is one of `count` pages.
+    fn find_run(
         &mut self,
         addr: usize,
+        kind: PageKind,
         count: usize,
-        what: &str,
     ) -> AllocResult<(usize, usize)> {
         let found = addr
             .is_multiple_of(PAGE_SIZE)
@@ -425,17 +313,13 @@ impl<const PAGE_SIZE: usize> BuddyAllocator<PAGE_SIZE> {
         let result = found.ok_or(AllocError::NotAllocated).and_then(|i| {
             let s = self.section_mut(i);
             let idx = (addr >> Self::PAGE_SHIFT) - s.base_pfn;
-            let m = s.meta(idx);
-            if m.kind() != PageKind::Allocated || m.run_pages() as usize != count {
+            if !s.meta(idx).is_run(kind, count) {
                 return Err(AllocError::NotAllocated);
             }
             Ok((i, idx))
         });
         if result.is_err() {
             self.invalid_frees += 1;
-            log::error!(
-                "buddy: {what} of {count} pages at {addr:#x} rejected: not an allocated run of that size"
-            );
         }
         result
     }
@@ -443,14 +327,14 @@ impl<const PAGE_SIZE: usize> BuddyAllocator<PAGE_SIZE> {
     /// Frees a run from [`Self::alloc_pages`] (or `_lowmem`, `_at`).
     ///
     /// A double free, a foreign address, an address inside a run or a wrong
-    /// `count` is rejected before anything changes: it is logged, counted in
+    /// `count` is rejected before anything changes: it is counted in
     /// [`Self::invalid_frees`] and returned as `NotAllocated`.
     ///
     /// # Safety
     /// The caller owns the run (it was allocated with this `count` and is not
     /// used after this call).
     pub unsafe fn dealloc_pages(&mut self, addr: usize, count: usize) -> AllocResult {
-        let (i, idx) = self.validate_run(addr, count, "free")?;
+        let (i, idx) = self.find_run(addr, PageKind::Allocated, count)?;
         self.section_mut(i).free_run(idx, count);
         Ok(())
     }
@@ -474,21 +358,55 @@ impl<const PAGE_SIZE: usize> BuddyAllocator<PAGE_SIZE> {
         if new_count == 0 || new_count > MAX_RUN_PAGES {
             return Err(AllocError::InvalidParam);
         }
-        let (i, idx) = self.validate_run(addr, old_count, "resize")?;
-        let s = self.section_mut(i);
-        if new_count < old_count {
-            s.free_run(idx + new_count, old_count - new_count);
-        } else if new_count > old_count && !s.take_range(idx + old_count, new_count - old_count) {
-            return Err(AllocError::NoMemory);
-        }
-        s.meta(idx).set_run_pages(new_count as u32);
+        let (i, idx) = self.find_run(addr, PageKind::Allocated, old_count)?;
+        self.resize_at(i, idx, old_count, new_count)?;
+        self.section_mut(i)
+            .meta(idx)
+            .set_run_pages(new_count as u32);
         Ok(())
     }
 
-    /// Fills `out` with blocks of `1 << order` pages for a per-CPU page
-    /// cache, tagged `Cached` (so a stray free of one is rejected). Returns
-    /// how many it got.
-    pub(crate) fn alloc_cached_blocks(&mut self, order: u32, out: &mut [usize]) -> usize {
+    /// Resizes the run at `addr` that the caller has claimed, as
+    /// [`Self::resize_pages`]; the run stays claimed, with its new length
+    /// on success and unchanged on error.
+    pub(crate) fn resize_claimed<'m>(
+        &mut self,
+        addr: usize,
+        run: ClaimedRun<'m>,
+        new_count: usize,
+    ) -> Result<ClaimedRun<'m>, (ClaimedRun<'m>, AllocError)> {
+        let old = run.pages();
+        let Ok((i, idx)) = self.find_run(addr, PageKind::Claimed, old) else {
+            return Err((run, AllocError::NotAllocated));
+        };
+        match self.resize_at(i, idx, old, new_count) {
+            Ok(()) => Ok(run.resized(new_count as u32)),
+            Err(e) => Err((run, e)),
+        }
+    }
+
+    /// The page moves of a resize of the run at page `idx` of section `i`.
+    fn resize_at(&mut self, i: usize, idx: usize, old: usize, new: usize) -> AllocResult {
+        if new == 0 || new > MAX_RUN_PAGES {
+            return Err(AllocError::InvalidParam);
+        }
+        let s = self.section_mut(i);
+        if new < old {
+            s.free_run(idx + new, old - new);
+        } else if new > old && !s.take_range(idx + old, new - old) {
+            return Err(AllocError::NoMemory);
+        }
+        Ok(())
+    }
+
+    /// Fills `out` with blocks of `1 << order` pages for CPU `cpu`'s page
+    /// cache, tagged `Cached` for it (P1). Returns how many it got.
+    pub(crate) fn alloc_cached_blocks(
+        &mut self,
+        order: u32,
+        cpu: usize,
+        out: &mut [usize],
+    ) -> usize {
         let shift = Self::PAGE_SHIFT;
         let mut n = 0;
         for i in (0..self.nr_sections).rev() {
@@ -499,7 +417,7 @@ impl<const PAGE_SIZE: usize> BuddyAllocator<PAGE_SIZE> {
                 // SAFETY: `alloc_blocks` hands out indices of blocks inside
                 // the section, whose metadata array has nr_pages entries (B7).
                 let m = unsafe { &*meta.as_ptr().add(idx) };
-                m.set_run(PageKind::Cached, 1 << order);
+                m.start_cached(order, cpu);
                 out[n] = (base_pfn + idx) << shift;
                 n += 1;
             });
@@ -510,10 +428,12 @@ impl<const PAGE_SIZE: usize> BuddyAllocator<PAGE_SIZE> {
         n
     }
 
-    /// Frees blocks of `1 << order` pages that a page cache held (tagged
-    /// `Cached`). A block not tagged so is logged, counted and skipped.
-    pub(crate) fn free_cached_blocks(&mut self, order: u32, addrs: &[usize]) {
+    /// Frees blocks of `1 << order` pages that a page cache claimed for the
+    /// buddy (`Claimed`, one block each). A block not in that state is
+    /// counted and skipped, and its address returned.
+    pub(crate) fn free_cached_blocks(&mut self, order: u32, addrs: &[usize]) -> Option<usize> {
         let mut last: Option<usize> = None;
+        let mut refused = None;
         for &addr in addrs {
             // Blocks of one batch nearly always share a section.
             let pfn = addr >> Self::PAGE_SHIFT;
@@ -526,45 +446,40 @@ impl<const PAGE_SIZE: usize> BuddyAllocator<PAGE_SIZE> {
             let found = last.map(|i| {
                 let s = self.section_mut(i);
                 let idx = (addr >> Self::PAGE_SHIFT) - s.base_pfn;
-                let m = s.meta(idx);
-                let ok = m.kind() == PageKind::Cached
-                    && m.run_pages() == 1 << order
+                let ok = s.meta(idx).is_run(PageKind::Claimed, 1 << order)
                     && (s.base_pfn + idx).is_multiple_of(1 << order)
                     && idx + (1 << order) <= s.nr_pages;
                 if ok {
-                    // A cached block is naturally aligned (P1, checked
-                    // above): one block, no run carving.
-                    m.set(PageKind::Tail, 0);
+                    // A cached block is naturally aligned (checked above):
+                    // one block, no run carving.
+                    s.meta(idx).make_tail();
                     s.free_block(idx, order);
                 }
                 ok
             });
             if found != Some(true) {
                 self.invalid_frees += 1;
-                log::error!("buddy: cached block {addr:#x} (order {order}) is not tagged Cached");
+                refused = refused.or(Some(addr));
             }
         }
+        refused
     }
 
-    /// Frees a run the facade claimed (tagged `Cached`) with `count` pages.
-    pub(crate) fn free_claimed(&mut self, addr: usize, count: usize) -> AllocResult {
-        let i = self.find_section(addr).ok_or(AllocError::NotAllocated)?;
+    /// Frees the run at `addr` that the caller claimed.
+    pub(crate) fn free_claimed(&mut self, addr: usize, run: ClaimedRun<'_>) -> AllocResult {
+        let (i, idx) = self.find_run(addr, PageKind::Claimed, run.pages())?;
         let s = self.section_mut(i);
-        let idx = (addr >> Self::PAGE_SHIFT) - s.base_pfn;
-        let m = s.meta(idx);
-        if m.kind() != PageKind::Cached || m.run_pages() as usize != count {
-            self.invalid_frees += 1;
-            return Err(AllocError::NotAllocated);
-        }
-        m.set(PageKind::Tail, 0);
-        s.free_run(idx, count);
+        debug_assert!(core::ptr::eq(s.meta(idx), run.meta()));
+        s.meta(idx).make_tail();
+        s.free_run(idx, run.pages());
         Ok(())
     }
 
     /// Allocates a naturally aligned block of `1 << order` pages for a slab
-    /// and tags its pages (B4) so an object address finds its slab in O(1).
-    /// The pointer carries the region's provenance.
-    pub(crate) fn alloc_slab(&mut self, order: u32) -> AllocResult<NonNull<u8>> {
+    /// of CPU `owner` and tags its pages (B4; the head not live yet) so an
+    /// object address finds its slab in O(1). The pointer carries the
+    /// region's provenance.
+    pub(crate) fn alloc_slab(&mut self, order: u32, owner: usize) -> AllocResult<NonNull<u8>> {
         let i = (0..self.nr_sections)
             .rev()
             .find(|&i| {
@@ -576,28 +491,34 @@ impl<const PAGE_SIZE: usize> BuddyAllocator<PAGE_SIZE> {
         let shift = Self::PAGE_SHIFT;
         let s = self.section_mut(i);
         let idx = s.alloc_block(order).expect("has_order(order) was checked");
-        s.meta(idx).set(PageKind::Slab, order);
+        s.meta(idx).tag_slab_head(order, owner);
         for t in idx + 1..idx + (1 << order) {
-            s.meta(t).set(PageKind::SlabTail, order);
+            s.meta(t).tag_slab_tail(order, owner);
         }
         Ok(s.ptr_at((s.base_pfn + idx) << shift))
     }
 
-    /// Returns a slab block from [`Self::alloc_slab`].
-    pub(crate) fn free_slab(&mut self, addr: usize, order: u32) -> AllocResult {
+    /// Returns a slab block of CPU `owner` from [`Self::alloc_slab`], whose
+    /// head is no longer live.
+    pub(crate) fn free_slab(&mut self, addr: usize, order: u32, owner: usize) -> AllocResult {
         let i = self.find_section(addr).ok_or(AllocError::NotAllocated)?;
         let s = self.section_mut(i);
         let idx = (addr >> Self::PAGE_SHIFT) - s.base_pfn;
-        if !addr.is_multiple_of(PAGE_SIZE) || !s.meta(idx).is(PageKind::Slab, order) {
+        if !addr.is_multiple_of(PAGE_SIZE) || !s.meta(idx).is_dead_slab(order, owner) {
             self.invalid_frees += 1;
-            log::error!("buddy: slab free at {addr:#x} (order {order}) is not a slab head");
             return Err(AllocError::NotAllocated);
         }
         for t in idx..idx + (1 << order) {
-            s.meta(t).set(PageKind::Tail, 0);
+            s.meta(t).make_tail();
         }
         s.free_block(idx, order);
         Ok(())
+    }
+
+    /// Takes the faults found since the last call (lowmem blocks that
+    /// mapped above the limit).
+    pub fn take_faults(&mut self) -> FaultLog {
+        self.faults.take()
     }
 
     /// Bytes of managed pages (metadata prefixes excluded).
@@ -661,7 +582,7 @@ impl<const PAGE_SIZE: usize> BuddyAllocator<PAGE_SIZE> {
             .map_or(0, |o| 1 << o)
     }
 
-    /// Walks every section and panics if an invariant (B1..B9) is broken.
+    /// Walks every section and panics if an invariant (B1..B11) is broken.
     pub fn check_invariants(&self) {
         let mut total = 0;
         let mut prev_end = 0;
@@ -681,5 +602,11 @@ impl<const PAGE_SIZE: usize> BuddyAllocator<PAGE_SIZE> {
             "B8"
         );
         assert_eq!(total, self.total_pages, "B9");
+        let held: usize = self.reserved[..self.nr_reserved].iter().map(|r| r.2).sum();
+        assert_eq!(held, self.reserved_sections, "B11");
+        assert!(
+            self.nr_sections + self.reserved_sections <= MAX_SECTIONS,
+            "B11"
+        );
     }
 }

@@ -120,7 +120,7 @@ impl Section {
     fn push_free(&mut self, idx: usize, order: u32) {
         let head = self.free_heads[order as usize];
         let m = self.meta(idx);
-        m.set(PageKind::Free, order);
+        m.make_free(order);
         m.set_prev(NIL);
         m.set_next(head);
         if head != NIL {
@@ -134,9 +134,9 @@ impl Section {
     /// Unlinks the free block at `idx` and marks its head `Tail`.
     fn remove_free(&mut self, idx: usize, order: u32) {
         let m = self.meta(idx);
-        debug_assert!(m.is(PageKind::Free, order));
+        debug_assert!(m.is_free(order));
         let (prev, next) = (m.prev(), m.next());
-        m.set(PageKind::Tail, 0);
+        m.make_tail();
         if prev == NIL {
             self.free_heads[order as usize] = next;
             if next == NIL {
@@ -159,9 +159,7 @@ impl Section {
             let Some(buddy) = buddy_pfn.checked_sub(self.base_pfn) else {
                 break;
             };
-            if buddy + (1 << order) > self.nr_pages
-                || !self.meta_checked(buddy).is(PageKind::Free, order)
-            {
+            if buddy + (1 << order) > self.nr_pages || !self.meta_checked(buddy).is_free(order) {
                 break;
             }
             self.remove_free(buddy, order);
@@ -177,7 +175,7 @@ impl Section {
         let mut cur = idx;
         while cur < end {
             let order = self.max_block_order(cur, end - cur);
-            self.meta(cur).set(PageKind::Tail, 0);
+            self.meta(cur).make_tail();
             self.free_block(cur, order);
             cur += 1 << order;
         }
@@ -271,7 +269,7 @@ impl Section {
         for order in 0..=MAX_ORDER as u32 {
             let head_pfn = pfn & !((1usize << order) - 1);
             let head = head_pfn.checked_sub(self.base_pfn)?;
-            if self.meta(head).is(PageKind::Free, order) {
+            if self.meta(head).is_free(order) {
                 return Some((head, order));
             }
         }
@@ -341,7 +339,8 @@ impl Section {
         true
     }
 
-    /// Checks B1, B2 (for free blocks), B5 and B6; panics on a violation.
+    /// Checks B1, B2 (for free blocks), B4, B5 and B6; panics on a
+    /// violation.
     pub(crate) fn check_invariants(&self) {
         let mut free_pages = 0;
         for order in 0..NR_ORDERS as u32 {
@@ -356,7 +355,7 @@ impl Section {
                 let idx = cur as usize;
                 let m = self.meta(idx);
                 assert!(
-                    m.is(PageKind::Free, order),
+                    m.is_free(order),
                     "B1: page {idx} on list {order} is {:?}",
                     m.kind()
                 );
@@ -383,9 +382,30 @@ impl Section {
             }
         }
         assert_eq!(free_pages, self.free_pages, "B6");
-        let free_heads = (0..self.nr_pages)
-            .filter(|&i| self.meta(i).kind() == PageKind::Free)
-            .count();
+        let mut free_heads = 0;
+        for idx in 0..self.nr_pages {
+            let m = self.meta(idx);
+            match m.kind() {
+                PageKind::Free => free_heads += 1,
+                PageKind::Slab | PageKind::SlabDead => {
+                    let (order, owner) = m.slab_page().expect("a slab head");
+                    assert!(
+                        (self.base_pfn + idx).is_multiple_of(1 << order)
+                            && idx + (1 << order) <= self.nr_pages,
+                        "B4: slab head {idx} misplaced"
+                    );
+                    for t in idx + 1..idx + (1 << order) {
+                        let tail = self.meta(t);
+                        assert!(
+                            tail.kind() == PageKind::SlabTail
+                                && tail.slab_page() == Some((order, owner)),
+                            "B4: page {t} of the slab at {idx}"
+                        );
+                    }
+                }
+                _ => {}
+            }
+        }
         let listed: usize = (0..NR_ORDERS as u32)
             .map(|o| self.count_free_blocks(o))
             .sum();

@@ -1,4 +1,5 @@
-//! Lock-free address → section lookup for the facade's free path.
+//! Lock-free address → section lookup for the facade's free path, and the
+//! one-entry cache of it each CPU keeps.
 //!
 //! Entries never change once published; only their position in the sorted
 //! array moves when a section is inserted. Readers binary-search under a
@@ -18,7 +19,7 @@ struct Entry {
 
 /// A published section: its page range and metadata array.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct SectionRef {
+struct SectionRef {
     pub(crate) start: usize,
     pub(crate) end: usize,
     pub(crate) base_pfn: usize,
@@ -29,36 +30,63 @@ pub(crate) struct SectionRef {
 
 impl SectionRef {
     /// Contains nothing: a cache miss for every address.
-    pub(crate) const EMPTY: Self = Self {
+    const EMPTY: Self = Self {
         start: 0,
         end: 0,
         base_pfn: 0,
         meta: core::ptr::null(),
     };
 
-    /// The metadata of the page holding `addr`, which must lie in
-    /// `[start, end)`.
     #[inline]
-    pub(crate) fn meta_of(&self, addr: usize, page_shift: u32) -> &PageMeta {
-        debug_assert!(self.start <= addr && addr < self.end);
-        let idx = (addr >> page_shift) - self.base_pfn;
-        // SAFETY: addr is in the section, so idx < its page count, and the
-        // section's metadata stays initialised while the allocator lives
-        // (B7; sections are never removed).
-        unsafe { &*self.meta.add(idx) }
+    fn contains(&self, addr: usize) -> bool {
+        self.start <= addr && addr < self.end
+    }
+}
+
+/// One CPU's cache of the section it last looked an address up in:
+/// published sections never change, so a copy stays valid and spares the
+/// shared lookup.
+///
+/// A cache serves one [`SectionMap`] (its CPU slot's allocator's).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SectionCache {
+    cur: SectionRef,
+}
+
+impl SectionCache {
+    /// A cache that misses on every address.
+    pub(crate) const fn new() -> Self {
+        Self {
+            cur: SectionRef::EMPTY,
+        }
     }
 
-    /// A pointer to `addr`, which must lie in `[start, end)`, carrying the
-    /// provenance of the section's region.
+    /// The metadata of the page holding `addr`, if managed, through the
+    /// cache; the cache then holds `addr`'s section.
+    #[inline(always)]
+    pub(crate) fn meta<'m>(
+        &mut self,
+        map: &'m SectionMap,
+        addr: usize,
+        page_shift: u32,
+    ) -> Option<&'m PageMeta> {
+        if !self.cur.contains(addr) {
+            self.cur = map.lookup(addr)?;
+        }
+        let idx = (addr >> page_shift) - self.cur.base_pfn;
+        // SAFETY: addr is in the section, so idx < its page count, and the
+        // section's metadata stays initialised while the allocator owning
+        // `map` lives (B7; sections are never removed), which outlives 'm.
+        Some(unsafe { &*self.cur.meta.add(idx) })
+    }
+
+    /// A pointer to `addr` carrying the provenance of its section's region.
+    /// `addr` lies in the cached section: in the one the last
+    /// [`Self::meta`] found.
     #[inline]
     pub(crate) fn ptr_at(&self, addr: usize) -> *mut u8 {
-        debug_assert!(self.contains(addr));
-        self.meta.cast::<u8>().cast_mut().with_addr(addr)
-    }
-
-    #[inline]
-    pub(crate) fn contains(&self, addr: usize) -> bool {
-        self.start <= addr && addr < self.end
+        debug_assert!(self.cur.contains(addr));
+        self.cur.meta.cast::<u8>().cast_mut().with_addr(addr)
     }
 }
 
@@ -135,7 +163,7 @@ impl SectionMap {
     }
 
     /// The section containing `addr`, if any. O(log sections).
-    pub(crate) fn lookup(&self, addr: usize) -> Option<SectionRef> {
+    fn lookup(&self, addr: usize) -> Option<SectionRef> {
         loop {
             let seq = self.seq.load(Ordering::Acquire);
             if seq % 2 == 1 {

@@ -1,88 +1,165 @@
-//! CPU-local state: each CPU's slab caches, page cache and remote-free
-//! inbox.
+//! CPU-local state: each CPU's slab caches, page cache, remote-free inbox
+//! and hazard.
 //!
-//! A slot is touched without locks by the one context that has pinned its
-//! CPU (the `Platform` guarantees exclusivity); other CPUs only push to its
-//! `pending` stack and read its counters.
+//! A slot's local state is touched without locks by the one context that
+//! owns the slot (O1); other CPUs only push to its `pending` stack, read its
+//! counters and its hazard.
 
+pub(crate) mod hazard;
 mod page_cache;
 
-pub(crate) use page_cache::PageCache;
+pub(crate) use hazard::{Hazard, ReleaseSync};
+pub(crate) use page_cache::{PageCache, PageCounters, PageCpu, PageSource};
 
-use crate::buddy::SectionRef;
-use crate::slab::SlabAllocator;
+use crate::buddy::SectionCache;
+use crate::fault::FaultLog;
 use crate::slab::header::PendingSlabs;
+use crate::slab::{SizeClassTable, SlabCaches, SlabCounters, SlabCpu};
 use crate::stats::Counter;
+use crate::sync::{AtomicBool, Ordering};
 use core::cell::UnsafeCell;
+use core::sync::atomic::compiler_fence;
 
-/// What only the owning CPU touches.
+/// What only the slot's owner touches (O1).
 pub(crate) struct CpuLocal<const PAGE_SIZE: usize> {
-    pub(crate) slab: SlabAllocator<PAGE_SIZE>,
+    pub(crate) slab: SlabCaches<PAGE_SIZE>,
     pub(crate) pages: PageCache,
-    /// The section of the last address this CPU freed: published sections
-    /// never change, so a copy stays valid and spares the shared lookup.
-    pub(crate) section: SectionRef,
+    /// The section of the last address this CPU looked up.
+    pub(crate) sections: SectionCache,
+    /// Faults found while the slot was held, reported after it is left.
+    pub(crate) faults: FaultLog,
     /// The facade's reclaim epoch this CPU last honoured.
     pub(crate) seen_reclaim: usize,
 }
 
-/// One CPU's slot, on its own cache lines.
-#[repr(align(64))]
-pub(crate) struct CpuSlot<const PAGE_SIZE: usize> {
-    local: UnsafeCell<CpuLocal<PAGE_SIZE>>,
-    /// Slabs of this CPU that other CPUs freed objects into.
-    pub(crate) pending: PendingSlabs,
+/// Counters of one slot, written by its owner, read by anyone.
+pub(crate) struct SlotCounters {
+    pub(crate) slab: SlabCounters,
+    pub(crate) pages: PageCounters,
     /// Remote frees this CPU sent to other CPUs' slabs.
     pub(crate) remote_frees_sent: Counter,
-    /// Bytes in this CPU's page cache.
-    pub(crate) cached_page_bytes: Counter,
-    /// Bytes its page cache dropped with corrupted lists (published on the
-    /// slow paths that can find out).
-    pub(crate) page_cache_lost_bytes: Counter,
 }
 
+/// One CPU's slot.
+///
+/// O1 (slot ownership): at any time at most one `&mut CpuLocal` of a slot
+/// exists, made only by [`CpuSlot::enter`] and living as long as the
+/// [`SlotRef`] it returns. `enter` is called only by a context that owns
+/// the slot: it holds the platform pin for the slot's CPU id, or the
+/// shared-slot lock for the shared slot, or `&mut` to the whole allocator,
+/// or the platform's promise that the slot is idle. `enter` refuses while
+/// `busy` is set, and `busy` stays set until the `SlotRef` drops, so a
+/// context that re-enters the allocator on the same CPU while the slot is
+/// in use (an interrupt, platform code) gets no second reference: it is
+/// served by the shared slot. Nothing the allocator runs while a `SlotRef`
+/// lives logs or allocates.
+#[repr(C, align(64))]
+pub(crate) struct CpuSlot<const PAGE_SIZE: usize> {
+    /// Owner-only: set while a `SlotRef` of this slot lives (O1).
+    busy: AtomicBool,
+    local: UnsafeCell<CpuLocal<PAGE_SIZE>>,
+    /// Read by anyone.
+    pub(crate) counters: SlotCounters,
+    /// Slabs of this CPU that other CPUs freed objects into.
+    pub(crate) pending: PendingSlabs,
+    /// The slab this CPU last freed a remote object into (H1).
+    pub(crate) hazard: Hazard,
+}
+
+// SAFETY: `local` is reached only through `enter`, by the slot's one owner
+// at a time (O1); everything else is atomics.
+unsafe impl<const PAGE_SIZE: usize> Sync for CpuSlot<PAGE_SIZE> {}
+// SAFETY: as above: the slot's owner changes over time, one at a time.
+unsafe impl<const PAGE_SIZE: usize> Send for CpuSlot<PAGE_SIZE> {}
+
 impl<const PAGE_SIZE: usize> CpuSlot<PAGE_SIZE> {
-    /// Slot of CPU `cpu`; `first_pfn` is a page frame of managed memory
-    /// (the page cache's links are relative to it).
-    pub(crate) fn new(cpu: usize, first_pfn: usize) -> Self {
+    /// Slot of CPU `cpu` over the size classes `table`; `first_pfn` is a
+    /// page frame of managed memory (the page cache's links are relative
+    /// to it).
+    pub(crate) fn new(
+        cpu: usize,
+        first_pfn: usize,
+        table: &'static SizeClassTable<PAGE_SIZE>,
+    ) -> Self {
         Self {
+            busy: AtomicBool::new(false),
             local: UnsafeCell::new(CpuLocal {
-                slab: SlabAllocator::with_table(SlabAllocator::<PAGE_SIZE>::default_table(), cpu),
-                pages: PageCache::new(first_pfn, PAGE_SIZE.trailing_zeros()),
-                section: SectionRef::EMPTY,
+                slab: SlabCaches::new(table, cpu),
+                pages: PageCache::new(cpu, first_pfn, PAGE_SIZE.trailing_zeros()),
+                sections: SectionCache::new(),
+                faults: FaultLog::new(),
                 seen_reclaim: 0,
             }),
+            counters: SlotCounters {
+                slab: SlabCounters::new(),
+                pages: PageCounters::new(),
+                remote_frees_sent: Counter::new(),
+            },
             pending: PendingSlabs::new(),
-            remote_frees_sent: Counter::new(),
-            cached_page_bytes: Counter::new(),
-            page_cache_lost_bytes: Counter::new(),
+            hazard: Hazard::new(),
         }
     }
 
-    /// The CPU-local state.
+    /// Enters the slot: `None` if it is in use (a re-entry on this CPU).
     ///
     /// # Safety
-    /// The caller is the slot's owner: it holds the platform pin for this
-    /// CPU id (or the shared-slot lock for the shared slot), and does not
-    /// call this again while the returned reference lives.
-    #[inline]
-    #[allow(clippy::mut_from_ref)]
-    pub(crate) unsafe fn local(&self) -> &mut CpuLocal<PAGE_SIZE> {
-        // SAFETY: caller contract: exclusive owner of the slot.
-        unsafe { &mut *self.local.get() }
+    /// The caller owns the slot as O1 says (pin, shared-slot lock, `&mut`
+    /// allocator, or idle slot).
+    #[inline(always)]
+    pub(crate) unsafe fn enter(&self) -> Option<SlotRef<'_, PAGE_SIZE>> {
+        // Only the owning context writes `busy`, and a re-entry runs on the
+        // same CPU: plain loads and stores suffice, kept in program order
+        // by the compiler fences.
+        if self.busy.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.busy.store(true, Ordering::Relaxed);
+        compiler_fence(Ordering::SeqCst);
+        Some(SlotRef {
+            slot: self,
+            // SAFETY: O1: the caller owns the slot and `busy` was clear, so
+            // no other reference to `local` is alive; `busy` keeps it so
+            // until this `SlotRef` drops.
+            local: unsafe { &mut *self.local.get() },
+        })
+    }
+}
+
+/// The one live reference to a slot's local state (O1); leaving the slot
+/// when dropped.
+pub(crate) struct SlotRef<'a, const PAGE_SIZE: usize> {
+    pub(crate) slot: &'a CpuSlot<PAGE_SIZE>,
+    pub(crate) local: &'a mut CpuLocal<PAGE_SIZE>,
+}
+
+impl<const PAGE_SIZE: usize> Drop for SlotRef<'_, PAGE_SIZE> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        compiler_fence(Ordering::SeqCst);
+        self.slot.busy.store(false, Ordering::Relaxed);
+    }
+}
+
+impl<const PAGE_SIZE: usize> SlotRef<'_, PAGE_SIZE> {
+    /// The slab view of this slot.
+    #[inline(always)]
+    pub(crate) fn slab(&mut self) -> SlabCpu<'_, PAGE_SIZE> {
+        SlabCpu::new(
+            &mut self.local.slab,
+            &self.slot.counters.slab,
+            &mut self.local.faults,
+        )
     }
 
-    /// Slab statistics readable from any CPU.
-    ///
-    /// Reads only the slab allocator's atomic counters.
-    pub(crate) fn slab_stats(&self) -> crate::slab::SlabStats {
-        // SAFETY: reads go through `&SlabAllocator` to atomic counters only;
-        // the owner never writes the fields read here non-atomically.
-        unsafe { (*self.local.get()).slab.stats() }
-    }
-
-    pub(crate) fn class_stats(&self, class: crate::slab::SizeClass) -> crate::slab::ClassStats {
-        // SAFETY: as in `slab_stats`.
-        unsafe { (*self.local.get()).slab.class_stats(class) }
+    /// The page-cache view of this slot over `src`.
+    #[inline(always)]
+    pub(crate) fn pages<'s, S: PageSource>(&'s mut self, src: &'s S) -> PageCpu<'s, S> {
+        PageCpu {
+            cache: &mut self.local.pages,
+            sections: &mut self.local.sections,
+            faults: &mut self.local.faults,
+            counters: &self.slot.counters.pages,
+            src,
+        }
     }
 }

@@ -1,10 +1,11 @@
-//! Per-CPU cache of small page blocks (Linux's "pcp" lists).
+//! Per-CPU cache of small page blocks (Linux's "pcp" lists): the lists, and
+//! the policy that fills and empties them through the locked buddy.
 //!
 //! Blocks of order `0..page-cache-orders` freed on a CPU stay on that CPU's
 //! list for the order and are handed out again without the buddy lock.
-//! Refills and drains move `page-cache-batch` blocks per lock acquisition.
-//! Cached blocks are allocated runs in the buddy's view, tagged `Cached` in
-//! their page metadata.
+//! Refills and drains move `page-cache-batch` blocks per lock acquisition
+//! ([`PageSource`]). Cached blocks are off the buddy's free lists, tagged
+//! `Cached` for their CPU in their page metadata.
 //!
 //! # Lists
 //! A list is intrusive: it links blocks through the `next`/`prev` fields of
@@ -12,7 +13,10 @@
 //! use. So a cache costs no memory per block and has no fixed capacity, and
 //! the links live in metadata, out of reach of a use-after-free write into
 //! a cached page. Allocation takes the newest block (warmest), a flush
-//! returns the oldest.
+//! returns the oldest. Every block taken off a list is checked to be one of
+//! this CPU's cached blocks first (P1): a corrupted link drops the list,
+//! and since only a block's own CPU changes a block tagged for it, two CPUs
+//! whose lists name the same block cannot both take it.
 //!
 //! # How much a CPU caches
 //! Each order has a `high` mark: a free that finds the list at `high` first
@@ -24,14 +28,43 @@
 //! orders of one CPU). A drain (memory pressure, `drain`) resets it.
 #![deny(unsafe_code)]
 
-use crate::buddy::{NIL, PageKind, PageMeta};
-use crate::config::cpu::{PAGE_CACHE_BATCH, PAGE_CACHE_HIGH, PAGE_CACHE_ORDERS};
+use crate::buddy::{CachedBlock, ClaimedRun, NIL, PageMeta, SectionCache};
+use crate::config::cpu::{
+    PAGE_CACHE_BATCH, PAGE_CACHE_FRACTION, PAGE_CACHE_HIGH, PAGE_CACHE_ORDERS,
+};
+use crate::fault::{Fault, FaultKind, FaultLog};
+use crate::stats::Counter;
+use crate::sync::{AtomicUsize, Ordering};
+
+/// The locked buddy as a page cache sees it. Each method takes the lock
+/// once; `publish` runs under it, so a statistics reader that takes the
+/// lock never sees a batch half moved.
+pub(crate) trait PageSource {
+    /// Metadata of the page at `addr`, if managed, through `sections`.
+    fn meta<'s>(&'s self, sections: &mut SectionCache, addr: usize) -> Option<&'s PageMeta>;
+    /// Takes up to `out.len()` blocks of `order` tagged `Cached` for
+    /// `cpu`, then calls `publish(n)` with how many it took; returns `n`
+    /// and the managed page count.
+    fn refill(
+        &self,
+        order: u32,
+        cpu: usize,
+        out: &mut [usize],
+        publish: impl FnOnce(usize),
+    ) -> (usize, usize);
+    /// Frees `blocks` of `order`, claimed for it, then calls `publish`;
+    /// returns the first block it refused.
+    fn flush(&self, order: u32, blocks: &[usize], publish: impl FnOnce()) -> Option<usize>;
+    /// The number of CPUs whose marks have grown (the growth budget's
+    /// sharers).
+    fn growing_cpus(&self) -> &AtomicUsize;
+}
 
 /// The cached blocks of one order.
 ///
 /// Invariants:
-/// - P1: every block on the list heads a run of `1 << order` pages tagged
-///   `Cached` with `run_pages == 1 << order`, in managed memory.
+/// - P1: every block on the list heads a block of `1 << order` pages
+///   tagged `Cached` for this list's CPU and `order`, in managed memory.
 /// - P2: `len` blocks are reachable from `head` along `next` and from
 ///   `tail` along `prev`; `head` and `tail` are `NIL` iff `len == 0`. The
 ///   head's `prev` and the tail's `next` are never read (stale values).
@@ -59,7 +92,7 @@ impl BlockList {
     };
 }
 
-/// One CPU's cached blocks, per order.
+/// One CPU's cached blocks, per order (owner-only state).
 ///
 /// Links are page frame numbers relative to `origin_pfn` (wrapping) in 32
 /// bits: blocks within ±8 TiB of the first managed page can be cached,
@@ -68,27 +101,29 @@ pub(crate) struct PageCache {
     lists: [BlockList; PAGE_CACHE_ORDERS],
     origin_pfn: usize,
     page_shift: u32,
+    /// The CPU slot whose blocks these are (their tag, P1).
+    cpu: usize,
     /// Pages on all lists.
     pages: usize,
-    /// Pages dropped with corrupted lists (see `checked_block`).
+    /// Pages dropped with corrupted lists.
     lost_pages: usize,
-    /// Whether this CPU is counted among the CPUs whose marks have grown
-    /// (the facade's `growing_cpus`).
-    pub(crate) counted_growing: bool,
+    /// Whether this CPU is counted in the source's `growing_cpus`.
+    counted_growing: bool,
 }
 
-/// Metadata of a block's head page, by address: the facade's section map.
+/// Metadata of a block's head page, by address.
 pub(crate) trait MetaOf<'m>: FnMut(usize) -> Option<&'m PageMeta> {}
 impl<'m, F: FnMut(usize) -> Option<&'m PageMeta>> MetaOf<'m> for F {}
 
 impl PageCache {
-    /// An empty cache whose links are relative to the page frame
-    /// `first_pfn` of managed memory.
-    pub(crate) fn new(first_pfn: usize, page_shift: u32) -> Self {
+    /// An empty cache of CPU slot `cpu` whose links are relative to the
+    /// page frame `first_pfn` of managed memory.
+    pub(crate) fn new(cpu: usize, first_pfn: usize, page_shift: u32) -> Self {
         Self {
             lists: [BlockList::EMPTY; PAGE_CACHE_ORDERS],
             origin_pfn: first_pfn.wrapping_sub(1 << 31),
             page_shift,
+            cpu,
             pages: 0,
             lost_pages: 0,
             counted_growing: false,
@@ -126,11 +161,6 @@ impl PageCache {
         self.pages
     }
 
-    /// Pages dropped so far with corrupted lists (leaked, never reused).
-    pub(crate) fn lost_pages(&self) -> usize {
-        self.lost_pages
-    }
-
     /// Whether the list of `order` is at its high mark.
     #[inline]
     pub(crate) fn is_full(&self, order: usize) -> bool {
@@ -138,138 +168,115 @@ impl PageCache {
         list.len >= list.high
     }
 
-    /// Puts the block at `addr`, whose head metadata `meta` the caller has
-    /// tagged `Cached`, on top of the list of `order`. The caller checked
+    /// Puts the block at `addr`, which the caller claimed, on top of the
+    /// list of `order`, tagged for this CPU. The caller checked
     /// `can_cache(addr)` and `!is_full(order)`.
     #[inline]
     pub(crate) fn push<'m>(
         &mut self,
         order: usize,
         addr: usize,
-        meta: &PageMeta,
+        run: ClaimedRun<'_>,
         mut meta_of: impl MetaOf<'m>,
     ) {
         debug_assert!(!self.is_full(order));
         let Some(link) = self.link_of(addr) else {
             debug_assert!(false, "caller checked can_cache");
+            run.unclaim();
             return;
         };
+        let block = run.into_cached(order, self.cpu);
         let head = self.lists[order].head;
         if head == NIL {
             self.lists[order].tail = link;
-        } else if let Some(top) = meta_of(self.addr_of(head)) {
-            // P1: the head is in managed memory, so this always finds it.
+        } else if let Some(top) = self.cached_at(order, head, &mut meta_of) {
             top.set_prev(link);
         }
-        meta.set_next(head);
+        // (A head that is not one of our blocks is a corrupted list: left
+        // for the next walk from either end to find and drop.)
+        block.set_next(head);
         let list = &mut self.lists[order];
         list.head = link;
         list.len += 1;
         self.pages += 1 << order;
     }
 
-    /// Takes the newest block of `order`: its address and head metadata,
-    /// still tagged `Cached`.
+    /// The block `link` names, if it is one of this CPU's cached blocks of
+    /// `order` (P1).
     #[inline]
-    pub(crate) fn pop<'m>(
-        &mut self,
+    fn cached_at<'m>(
+        &self,
         order: usize,
-        meta_of: impl MetaOf<'m>,
-    ) -> Option<(usize, &'m PageMeta)> {
-        self.take::<true>(order, meta_of)
+        link: u32,
+        meta_of: &mut impl MetaOf<'m>,
+    ) -> Option<CachedBlock<'m>> {
+        meta_of(self.addr_of(link))?.cached(order, self.cpu)
     }
 
-    /// Takes the newest (`NEWEST`) or the oldest block of `order`.
+    /// Takes the newest (`NEWEST`) or the oldest block of `order`, checked
+    /// (P1). `Err(addr)` names the address a corrupted link led to; the
+    /// list is unchanged then.
     #[inline(always)]
     fn take<'m, const NEWEST: bool>(
         &mut self,
         order: usize,
-        meta_of: impl MetaOf<'m>,
-    ) -> Option<(usize, &'m PageMeta)> {
+        mut meta_of: impl MetaOf<'m>,
+    ) -> Result<Option<(usize, CachedBlock<'m>)>, usize> {
         let list = self.lists[order];
         if list.len == 0 {
-            return None;
+            return Ok(None);
         }
         let end = if NEWEST { list.head } else { list.tail };
-        let (addr, meta) = self.checked_block(order, end, meta_of)?;
+        let addr = self.addr_of(end);
+        let Some(block) = self.cached_at(order, end, &mut meta_of) else {
+            return Err(addr);
+        };
         let list = &mut self.lists[order];
         list.len -= 1;
         if list.len == 0 {
             (list.head, list.tail) = (NIL, NIL);
         } else if NEWEST {
-            list.head = meta.next();
+            list.head = block.next();
         } else {
-            list.tail = meta.prev();
+            list.tail = block.prev();
         }
         self.pages -= 1 << order;
-        Some((addr, meta))
+        Ok(Some((addr, block)))
     }
 
-    /// The block `link` names, checked against P1. A block that fails is
-    /// a corrupted list (page metadata overwritten): the list is dropped
-    /// (its blocks stay tagged `Cached`, so they leak rather than be handed
-    /// out twice) and `None` returned.
-    #[inline]
-    fn checked_block<'m>(
-        &mut self,
-        order: usize,
-        link: u32,
-        mut meta_of: impl MetaOf<'m>,
-    ) -> Option<(usize, &'m PageMeta)> {
-        let addr = self.addr_of(link);
-        match meta_of(addr) {
-            Some(meta)
-                if meta.is(PageKind::Cached, 0) && meta.run_pages() as usize == 1 << order =>
-            {
-                Some((addr, meta))
-            }
-            _ => {
-                self.lose(order, addr);
-                None
-            }
-        }
+    /// Fast path: hands out the newest block of `order`. `None`, with
+    /// nothing changed, when the list is empty or corrupted (the slow path
+    /// then drops it and reports).
+    #[inline(always)]
+    pub(crate) fn pop_fast<'m>(&mut self, order: usize, meta_of: impl MetaOf<'m>) -> Option<usize> {
+        let (addr, block) = self.take::<true>(order, meta_of).ok()??;
+        block.hand_out();
+        Some(addr)
     }
 
+    /// Drops the list of `order`, corrupted at `addr`: its blocks stay
+    /// tagged `Cached`, so they leak rather than be handed out twice.
     #[cold]
-    fn lose(&mut self, order: usize, addr: usize) {
+    fn lose(&mut self, order: usize, addr: usize, faults: &mut FaultLog) {
         let list = &mut self.lists[order];
-        log::error!(
-            "buddy-slab: page cache of order {order} names {addr:#x}, not a cached block; \
-             dropping its {} blocks",
-            list.len
-        );
+        faults.push(Fault::new(
+            FaultKind::PageCacheDropped {
+                order: order as u8,
+                blocks: list.len as u32,
+            },
+            addr,
+            list.len << order,
+            self.cpu,
+        ));
         self.pages -= list.len << order;
         self.lost_pages += list.len << order;
         (list.head, list.tail, list.len) = (NIL, NIL, 0);
     }
 
-    /// Takes up to `max` (at most a batch) of the oldest blocks of `order`
-    /// for a flush, still tagged `Cached`; returns how many.
-    pub(crate) fn take_batch<'m>(
-        &mut self,
-        order: usize,
-        max: usize,
-        out: &mut [usize; PAGE_CACHE_BATCH],
-        mut meta_of: impl MetaOf<'m>,
-    ) -> usize {
-        let mut n = 0;
-        while n < max.min(PAGE_CACHE_BATCH) {
-            let Some((addr, _)) = self.take::<false>(order, &mut meta_of) else {
-                break;
-            };
-            out[n] = addr;
-            n += 1;
-        }
-        if n > 0 {
-            self.lists[order].flushed = true;
-        }
-        n
-    }
-
     /// Adapts the high mark of `order` at a refill: doubled if a flush came
     /// since the last refill, and kept within `page-cache-high` plus a share
     /// of `budget_pages` that the growth of this CPU's other orders leaves.
-    pub(crate) fn note_refill(&mut self, order: usize, budget_pages: usize) {
+    fn note_refill(&mut self, order: usize, budget_pages: usize) {
         let others: usize = (0..PAGE_CACHE_ORDERS)
             .filter(|&o| o != order)
             .map(|o| (self.lists[o].high - PAGE_CACHE_HIGH) << o)
@@ -285,6 +292,19 @@ impl PageCache {
         list.flushed = false;
     }
 
+    /// Whether a high mark is above `page-cache-high`.
+    fn has_grown(&self) -> bool {
+        self.lists.iter().any(|l| l.high > PAGE_CACHE_HIGH)
+    }
+
+    /// Resets every high mark to `page-cache-high` (after a drain).
+    fn reset_high(&mut self) {
+        for list in &mut self.lists {
+            list.high = PAGE_CACHE_HIGH;
+            list.flushed = false;
+        }
+    }
+
     /// Checks P1–P3 (walks every list); panics on a violation.
     pub(crate) fn check<'m>(&self, mut meta_of: impl MetaOf<'m>) {
         let mut pages = 0;
@@ -295,34 +315,217 @@ impl PageCache {
             let mut cur = list.head;
             for i in 0..list.len {
                 let addr = self.addr_of(cur);
-                let meta = meta_of(addr).expect("P1: a cached block in managed memory");
-                assert!(
-                    meta.is(PageKind::Cached, 0) && meta.run_pages() as usize == 1 << order,
-                    "P1: cached block {addr:#x} of order {order}"
-                );
+                let block = self
+                    .cached_at(order, cur, &mut meta_of)
+                    .unwrap_or_else(|| panic!("P1: cached block {addr:#x} of order {order}"));
                 assert!(addr.is_multiple_of(1 << (self.page_shift as usize + order)));
                 if i + 1 == list.len {
                     assert_eq!(cur, list.tail, "P2: order {order} ends at its tail");
                 } else {
-                    cur = meta.next();
+                    cur = block.next();
                 }
             }
             pages += list.len << order;
         }
         assert_eq!(pages, self.pages, "page count");
     }
+}
 
-    /// Whether a high mark is above `page-cache-high`.
-    pub(crate) fn has_grown(&self) -> bool {
-        self.lists.iter().any(|l| l.high > PAGE_CACHE_HIGH)
+/// The counters of a page cache other CPUs read.
+pub(crate) struct PageCounters {
+    /// Bytes on the lists (set under the buddy lock when a batch moves).
+    pub(crate) cached_bytes: Counter,
+    /// Bytes dropped with corrupted lists.
+    pub(crate) lost_bytes: Counter,
+}
+
+impl PageCounters {
+    pub(crate) const fn new() -> Self {
+        Self {
+            cached_bytes: Counter::new(),
+            lost_bytes: Counter::new(),
+        }
+    }
+}
+
+/// The owner's view of its page cache: the lists, the section cache the
+/// metadata lookups go through, its fault log and counters, and the buddy.
+pub(crate) struct PageCpu<'a, S: PageSource> {
+    pub(crate) cache: &'a mut PageCache,
+    pub(crate) sections: &'a mut SectionCache,
+    pub(crate) faults: &'a mut FaultLog,
+    pub(crate) counters: &'a PageCounters,
+    pub(crate) src: &'a S,
+}
+
+impl<S: PageSource> PageCpu<'_, S> {
+    fn publish(&self) {
+        self.counters
+            .cached_bytes
+            .set(self.cache.pages << self.cache.page_shift);
     }
 
-    /// Resets every high mark to `page-cache-high` (after a drain).
-    pub(crate) fn reset_high(&mut self) {
-        for list in &mut self.lists {
-            list.high = PAGE_CACHE_HIGH;
-            list.flushed = false;
+    /// Hands out a block of `order`: the newest cached one, else one of a
+    /// batch from the buddy (the rest is cached). A corrupted list found on
+    /// the way is dropped and reported.
+    pub(crate) fn alloc(&mut self, order: usize) -> Option<usize> {
+        let (src, sections) = (self.src, &mut *self.sections);
+        match self.cache.take::<true>(order, |a| src.meta(sections, a)) {
+            Ok(Some((addr, block))) => {
+                block.hand_out();
+                self.publish();
+                return Some(addr);
+            }
+            Ok(None) => {}
+            Err(bad) => self.lose(order, bad),
         }
+        self.refill(order)
+    }
+
+    #[cold]
+    fn lose(&mut self, order: usize, addr: usize) {
+        self.cache.lose(order, addr, self.faults);
+        self.counters
+            .lost_bytes
+            .set(self.cache.lost_pages << self.cache.page_shift);
+        self.publish();
+    }
+
+    /// Refills the empty list of `order` with a batch from the buddy,
+    /// adapting its high mark, and hands out one block of it.
+    fn refill(&mut self, order: usize) -> Option<usize> {
+        let mut batch = [0usize; PAGE_CACHE_BATCH];
+        let (cpu, shift, pages) = (self.cache.cpu, self.cache.page_shift, self.cache.pages);
+        let cached = &self.counters.cached_bytes;
+        let (n, total_pages) = self.src.refill(order as u32, cpu, &mut batch, |n| {
+            // All but the block handed out will be on the lists.
+            cached.set((pages + (n.saturating_sub(1) << order)) << shift);
+        });
+        // This CPU's share of the growth budget: split among the CPUs whose
+        // marks have grown, itself included.
+        let growing = self.src.growing_cpus();
+        let others = growing.load(Ordering::Relaxed) - usize::from(self.cache.counted_growing);
+        self.cache
+            .note_refill(order, total_pages / (PAGE_CACHE_FRACTION * (others + 1)));
+        self.count_growing();
+        let (&first, extra) = batch[..n].split_first()?;
+        // The oldest first, so that `batch[1]` is the next block handed out.
+        let mut back = [0usize; PAGE_CACHE_BATCH];
+        let mut nr_back = 0;
+        for &addr in extra.iter().rev() {
+            let (src, sections) = (self.src, &mut *self.sections);
+            let block = src.meta(sections, addr).and_then(|m| m.cached(order, cpu));
+            match block {
+                Some(block) if !self.cache.is_full(order) && self.cache.can_cache(addr) => {
+                    let sections = &mut *self.sections;
+                    self.cache
+                        .push(order, addr, block.claim(), |a| src.meta(sections, a));
+                }
+                Some(block) => {
+                    let _ = block.claim();
+                    back[nr_back] = addr;
+                    nr_back += 1;
+                }
+                None => {}
+            }
+        }
+        if nr_back > 0 {
+            self.give_back(order, &back[..nr_back]);
+        }
+        self.publish();
+        let (src, sections) = (self.src, &mut *self.sections);
+        src.meta(sections, first)?.cached(order, cpu)?.hand_out();
+        Some(first)
+    }
+
+    /// Frees `blocks` of `order`, claimed, to the buddy, reporting a block
+    /// it refused.
+    fn give_back(&mut self, order: usize, blocks: &[usize]) {
+        let (counters, pages, shift) = (self.counters, self.cache.pages, self.cache.page_shift);
+        let refused = self.src.flush(order as u32, blocks, || {
+            counters.cached_bytes.set(pages << shift);
+        });
+        if let Some(addr) = refused {
+            self.faults.push(Fault::new(
+                FaultKind::BuddyRefused,
+                addr,
+                1 << order,
+                self.cache.cpu,
+            ));
+        }
+    }
+
+    /// Keeps the source's `growing_cpus` in step with whether this CPU's
+    /// marks are above the initial one.
+    fn count_growing(&mut self) {
+        let grown = self.cache.has_grown();
+        if grown != self.cache.counted_growing {
+            self.cache.counted_growing = grown;
+            let growing = self.src.growing_cpus();
+            if grown {
+                growing.fetch_add(1, Ordering::Relaxed);
+            } else {
+                growing.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Caches the claimed block at `addr` of `order` (a cacheable block:
+    /// naturally aligned, `can_cache`), flushing a batch first if the list
+    /// is at its mark.
+    pub(crate) fn free(&mut self, order: usize, addr: usize, run: ClaimedRun<'_>) {
+        if self.cache.is_full(order) {
+            self.flush(order, PAGE_CACHE_BATCH);
+        }
+        let (src, sections) = (self.src, &mut *self.sections);
+        self.cache.push(order, addr, run, |a| src.meta(sections, a));
+        self.publish();
+    }
+
+    /// Returns up to `max` of the oldest cached blocks of `order` to the
+    /// buddy, a batch per lock acquisition.
+    pub(crate) fn flush(&mut self, order: usize, max: usize) {
+        let mut left = max;
+        while left > 0 {
+            let mut batch = [0usize; PAGE_CACHE_BATCH];
+            let mut n = 0;
+            while n < left.min(PAGE_CACHE_BATCH) {
+                let (src, sections) = (self.src, &mut *self.sections);
+                match self.cache.take::<false>(order, |a| src.meta(sections, a)) {
+                    Ok(Some((addr, block))) => {
+                        let _ = block.claim();
+                        batch[n] = addr;
+                        n += 1;
+                    }
+                    Ok(None) => break,
+                    Err(bad) => {
+                        self.lose(order, bad);
+                        break;
+                    }
+                }
+            }
+            if n == 0 {
+                return;
+            }
+            self.cache.lists[order].flushed = true;
+            self.give_back(order, &batch[..n]);
+            left -= n;
+        }
+    }
+
+    /// Returns every cached block to the buddy and resets the marks.
+    pub(crate) fn drain(&mut self) {
+        for order in 0..PAGE_CACHE_ORDERS {
+            self.flush(order, usize::MAX);
+        }
+        self.cache.reset_high();
+        self.count_growing();
+    }
+
+    /// Checks P1–P3.
+    pub(crate) fn check(&mut self) {
+        let (src, sections) = (self.src, &mut *self.sections);
+        self.cache.check(|a| src.meta(sections, a));
     }
 }
 
@@ -331,6 +534,7 @@ mod tests {
     use super::*;
 
     const SHIFT: u32 = 12;
+    const CPU: usize = 3;
 
     impl PageCache {
         fn lists_high(&self, order: usize) -> usize {
@@ -341,47 +545,43 @@ mod tests {
     /// A cache over `n` pages of metadata at page frames `first..first + n`.
     fn setup(n: usize, first: usize) -> (PageCache, Vec<PageMeta>) {
         let metas = (0..n).map(|_| PageMeta::new_tail()).collect();
-        (PageCache::new(first, SHIFT), metas)
+        (PageCache::new(CPU, first, SHIFT), metas)
     }
 
-    fn cached(metas: &[PageMeta], first: usize, pfn: usize, order: u32) -> usize {
+    /// Makes the page at `pfn` the head of a claimed block of `order`.
+    fn claimed(metas: &[PageMeta], first: usize, pfn: usize, order: u32) -> ClaimedRun<'_> {
         let m = &metas[pfn - first];
-        m.set_run(PageKind::Cached, 1 << order);
-        pfn << SHIFT
+        m.test_start_run(1 << order);
+        m.claim_run(1 << order).unwrap()
     }
 
     #[test]
-    fn pops_newest_and_flushes_oldest() {
+    fn pops_newest_and_takes_oldest() {
         let first = 0x8_0000;
         let (mut c, metas) = setup(4 * PAGE_CACHE_HIGH, first);
         let meta_of = |a: usize| metas.get((a >> SHIFT).wrapping_sub(first));
         for i in 0..PAGE_CACHE_HIGH {
-            let addr = cached(&metas, first, first + i, 0);
+            let run = claimed(&metas, first, first + i, 0);
             assert!(!c.is_full(0));
-            c.push(0, addr, meta_of(addr).unwrap(), meta_of);
+            c.push(0, (first + i) << SHIFT, run, meta_of);
         }
         assert!(c.is_full(0));
         assert_eq!(c.pages(), PAGE_CACHE_HIGH);
         c.check(meta_of);
-        let mut out = [0; PAGE_CACHE_BATCH];
-        assert_eq!(
-            c.take_batch(0, usize::MAX, &mut out, meta_of),
-            PAGE_CACHE_BATCH
-        );
-        assert_eq!(out[0], first << SHIFT, "oldest first");
-        assert_eq!(out[1], (first + 1) << SHIFT);
-        let (top, _) = c.pop(0, meta_of).unwrap();
+        let (oldest, block) = c.take::<false>(0, meta_of).unwrap().unwrap();
+        assert_eq!(oldest, first << SHIFT, "oldest first");
+        let _ = block.claim();
+        let top = c.pop_fast(0, meta_of).unwrap();
         assert_eq!(top, (first + PAGE_CACHE_HIGH - 1) << SHIFT, "newest first");
-        let mut seen = 1;
-        while let Some((a, _)) = c.pop(0, meta_of) {
-            assert!(a >> SHIFT >= first + PAGE_CACHE_BATCH);
+        let mut seen = 2;
+        while let Some(a) = c.pop_fast(0, meta_of) {
+            assert!(a >> SHIFT > first);
             seen += 1;
         }
-        assert_eq!(seen, PAGE_CACHE_HIGH - PAGE_CACHE_BATCH);
+        assert_eq!(seen, PAGE_CACHE_HIGH);
         c.check(meta_of);
         assert_eq!(c.pages(), 0);
-        assert!(c.pop(1, meta_of).is_none());
-        c.check(meta_of);
+        assert!(c.pop_fast(1, meta_of).is_none());
     }
 
     #[test]
@@ -390,20 +590,50 @@ mod tests {
         let (mut c, metas) = setup(8, first);
         let meta_of = |a: usize| metas.get((a >> SHIFT).wrapping_sub(first));
         for i in [0, 2, 4] {
-            let addr = cached(&metas, first, first + i, 1);
-            c.push(1, addr, meta_of(addr).unwrap(), meta_of);
+            let run = claimed(&metas, first, first + i, 1);
+            c.push(1, (first + i) << SHIFT, run, meta_of);
         }
         // The top block's link now names a page that is not cached.
-        metas[4].set_next(c.link_of((first + 7) << SHIFT).unwrap());
-        assert_eq!(c.pop(1, meta_of).unwrap().0, (first + 4) << SHIFT);
-        assert!(c.pop(1, meta_of).is_none(), "bad link detected");
+        metas[4]
+            .cached(1, CPU)
+            .unwrap()
+            .set_next(c.link_of((first + 7) << SHIFT).unwrap());
+        assert_eq!(c.pop_fast(1, meta_of).unwrap(), (first + 4) << SHIFT);
+        assert!(c.pop_fast(1, meta_of).is_none(), "bad link detected");
+        assert_eq!(c.pages(), 2 * 2, "the fast path changes nothing");
+        let mut faults = FaultLog::new();
+        let Err(bad) = c.take::<true>(1, meta_of) else {
+            panic!("the corrupted link is found")
+        };
+        c.lose(1, bad, &mut faults);
         assert_eq!(c.pages(), 0, "the list is dropped");
-        assert_eq!(
-            c.lost_pages(),
-            2 * 2,
-            "two blocks of order 1 counted as lost"
+        assert_eq!(c.lost_pages, 2 * 2, "two blocks of order 1 counted as lost");
+        assert_eq!(faults.iter().count(), 1);
+        assert!(c.pop_fast(1, meta_of).is_none());
+    }
+
+    /// A link that names another CPU's cached block (a wild write into the
+    /// metadata) is refused: only the block's CPU takes it, so it is
+    /// handed out once, by its owner.
+    #[test]
+    fn only_the_owner_takes_a_block_two_lists_name() {
+        let first = 0x20_0000;
+        let metas: Vec<PageMeta> = (0..8).map(|_| PageMeta::new_tail()).collect();
+        let meta_of = |a: usize| metas.get((a >> SHIFT).wrapping_sub(first));
+        let mut owner = PageCache::new(1, first, SHIFT);
+        let mut other = PageCache::new(2, first, SHIFT);
+        owner.push(0, first << SHIFT, claimed(&metas, first, first, 0), meta_of);
+        other.push(
+            0,
+            (first + 1) << SHIFT,
+            claimed(&metas, first, first + 1, 0),
+            meta_of,
         );
-        assert!(c.pop(1, meta_of).is_none());
+        // `other`'s list is corrupted to name `owner`'s block.
+        other.lists[0].head = other.link_of(first << SHIFT).unwrap();
+        assert!(other.pop_fast(0, meta_of).is_none(), "not its block");
+        assert_eq!(owner.pop_fast(0, meta_of), Some(first << SHIFT));
+        assert!(other.pop_fast(0, meta_of).is_none(), "handed out: gone");
     }
 
     #[test]
@@ -432,7 +662,7 @@ mod tests {
 
     #[test]
     fn blocks_far_from_the_first_page_are_not_cached() {
-        let c = PageCache::new(0x1000, SHIFT);
+        let c = PageCache::new(0, 0x1000, SHIFT);
         assert!(c.can_cache(0x1000 << SHIFT));
         assert!(c.can_cache((0x1000 + (1 << 31) - 2) << SHIFT));
         assert!(!c.can_cache((0x1000 + (1 << 31)) << SHIFT));

@@ -1,38 +1,27 @@
-//! The slab allocator's debug-check hooks (see [`crate::debug`]): every
-//! method is called only under `if debug::ENABLED`, so with checks off none
-//! of this is compiled into the paths.
+//! The slab layer's debug-check hooks (see [`crate::debug`]): every method
+//! is called only under `if debug::ENABLED`, so with checks off none of
+//! this is compiled into the paths. Findings are recorded as faults and
+//! counted, never logged here.
 
-use super::SlabAllocator;
+use super::SlabCpu;
 use super::header::SlabHeader;
-use crate::debug::{self, Corruption};
-use crate::stats::Counter;
+use crate::debug;
+use crate::fault::FaultKind;
 use core::ptr::NonNull;
 
-/// Corruptions found by one CPU's debug checks (single writer: that CPU).
-#[derive(Debug)]
-pub(super) struct FaultCounters {
-    pub(super) poison: Counter,
-    pub(super) red_zone: Counter,
-}
-
-impl FaultCounters {
-    #[cfg(not(loom))]
-    pub(super) const fn new() -> Self {
-        Self {
-            poison: Counter::new(),
-            red_zone: Counter::new(),
-        }
-    }
-}
-
-impl<const PAGE_SIZE: usize> SlabAllocator<PAGE_SIZE> {
+impl<const PAGE_SIZE: usize> SlabCpu<'_, PAGE_SIZE> {
     /// Checks the poison of `obj`, just popped from `hdr`, then fills it
     /// with red zone past its first word: whatever size the caller asks for,
     /// the bytes it does not write stay red zone until the free checks them.
     #[cold]
-    pub(super) fn debug_on_alloc(&self, hdr: &SlabHeader, obj: *mut u8) {
+    pub(super) fn debug_on_alloc(&mut self, hdr: &SlabHeader, obj: *mut u8) {
         if let Some(off) = hdr.poison_mismatch(obj) {
-            self.report_corruption(Corruption::UseAfterFree, hdr, obj, off);
+            self.counters.poison_faults.add(1);
+            self.record(
+                FaultKind::UseAfterFree { offset: off as u32 },
+                obj.addr(),
+                hdr.object_bytes(),
+            );
         }
         // SAFETY: `obj` was just popped by this CPU, which owns it until it
         // returns it to the caller.
@@ -58,7 +47,7 @@ impl<const PAGE_SIZE: usize> SlabAllocator<PAGE_SIZE> {
     /// layout of `size` bytes, if it is an allocated object (a double or
     /// bad free is reported by the free itself).
     #[cold]
-    pub(crate) fn debug_check_red_zone(&self, hdr: &SlabHeader, obj: *mut u8, size: usize) {
+    pub(crate) fn debug_check_red_zone(&mut self, hdr: &SlabHeader, obj: *mut u8, size: usize) {
         if !hdr.is_allocated(obj) {
             return;
         }
@@ -72,32 +61,19 @@ impl<const PAGE_SIZE: usize> SlabAllocator<PAGE_SIZE> {
             )
         };
         if let Some(off) = bad {
-            self.report_corruption(Corruption::RedZone, hdr, obj, off);
+            self.red_zone_found(obj, off, hdr.object_bytes());
         }
     }
 
-    /// Reports and counts a corruption at byte `off` of `obj` in `hdr`,
-    /// found by this CPU slot.
+    /// Records and counts a red zone found overwritten at byte `off` of
+    /// `obj` (of `object_bytes`).
     #[cold]
-    pub(crate) fn report_corruption(
-        &self,
-        kind: Corruption,
-        hdr: &SlabHeader,
-        obj: *mut u8,
-        off: usize,
-    ) {
-        match kind {
-            Corruption::UseAfterFree => self.faults.poison.add(1),
-            Corruption::RedZone => self.faults.red_zone.add(1),
-        }
-        log::error!(
-            "buddy-slab debug: {} at {obj:p}+{off} (size class {}, {} B objects, slab {:#x} of cpu {}), found on cpu {}",
-            kind.name(),
-            hdr.class(),
-            hdr.object_bytes(),
-            hdr.base(),
-            hdr.owner_cpu(),
-            self.cpu,
+    pub(crate) fn red_zone_found(&mut self, obj: *mut u8, off: usize, object_bytes: usize) {
+        self.counters.red_zone_faults.add(1);
+        self.record(
+            FaultKind::RedZone { offset: off as u32 },
+            obj.addr(),
+            object_bytes,
         );
     }
 }

@@ -27,8 +27,6 @@ use core::ptr;
 /// unchanged in one run against 8); 2 was 40 % slower on d.
 const LINK_BATCH: usize = 32;
 
-/// S4: a remote word's flag `Q`, beside its object bits.
-const QUEUED_BIT: u64 = 1 << 63;
 /// S4: in `remote_summary`, the slab is on (or about to be pushed to) its
 /// owner's pending stack; bits `0..BITMAP_WORDS` name the words to take.
 const PUSHED: u32 = 1 << 31;
@@ -63,26 +61,26 @@ pub(crate) enum SlabState {
 ///   not yet freed locally or absorbed from the remote bitmap.
 /// - S3: a remote bit is set only for an object whose alloc bit is set. A
 ///   violation is a double free (a remote free of a free object, or a
-///   local free of an object with a remote free pending): `pop` drops the
-///   bit before it hands the object out again, else `absorb_remote` finds
-///   it; either counts it once. Local frees do not read the remote bitmap,
-///   so the owner never pulls in the line remote CPUs write to free.
+///   local free of an object with a remote free pending): if the object is
+///   on the free list, `pop` refuses it and `repair` takes it off (it
+///   counts as allocated until the stray bit is absorbed, which frees it
+///   again); else `absorb_remote` finds the bit; either counts it once.
+///   Local frees do not read the remote bitmap, so the owner never pulls
+///   in the line remote CPUs write to free.
 /// - S5: `magic == MAGIC ^ base` while the slab is live.
-/// - S4 (remote frees, *epochs*): bit 63 of each remote word is that
-///   word's flag `Q` ([`QUEUED_BIT`]); objects never use it (index 63 of
-///   every word is reserved: never on the free list, its alloc bit never
-///   set, rejected by `index_of`). A remote free sets its object's bit and `Q` in one
-///   `fetch_or`, so a set object bit implies `Q`. The free that finds `Q`
-///   clear opens the word's epoch and is responsible for delivering it:
-///   in a slab of at most 63 objects (one word) it pushes the slab on the
-///   owner's pending stack at once; otherwise it first sets the word's
-///   bit and [`PUSHED`] in `remote_summary` and pushes only if `PUSHED`
-///   was clear. The owner takes a word (`swap` to 0, closing its epoch)
-///   only after taking a summary that names it (one-word slabs: after
-///   popping the slab), so while a responsible free is between its two
-///   steps its object stays live in the owner's view and the slab cannot
-///   be released. A slab with `PUSHED` or any `Q` set is never released
-///   (`is_queued`): it is on the pending stack or about to be.
+/// - S4 (remote frees, *epochs*): a remote word is non-zero exactly while
+///   its *epoch* is open. The remote free whose `fetch_or` finds the word
+///   zero opens the epoch and is responsible for delivering it: in a slab
+///   of at most 64 objects (one word) it pushes the slab on the owner's
+///   pending stack at once; otherwise it first sets the word's bit and
+///   [`PUSHED`] in `remote_summary` and pushes only if `PUSHED` was clear.
+///   Only the owner clears a remote word, with the `swap` to 0 that takes
+///   it and closes its epoch, and only after taking a summary that names
+///   it (one-word slabs: after popping the slab); so while a responsible
+///   free is between its two steps its object stays live in the owner's
+///   view and the slab cannot be released. A slab with `PUSHED` or a
+///   non-zero remote word is never released (`is_queued`): it is on the
+///   pending stack or about to be.
 ///
 /// Remote frees cost one atomic read-modify-write, two (plus the push)
 /// for the free that opens an epoch.
@@ -92,9 +90,6 @@ pub(crate) struct SlabHeader {
     // owner-only
     free_head: Cell<*mut u8>,
     nr_allocated: Cell<u32>,
-    /// Remote double frees of free objects found by `pop` (S3), reported
-    /// by the next `absorb_remote`.
-    stray_remote: Cell<u32>,
     pub(super) state: Cell<SlabState>,
     /// Free objects not on the free list (S1).
     unlinked: Cell<u16>,
@@ -184,6 +179,20 @@ pub(crate) struct SlabGeometry {
     pub(crate) recip: u32,
 }
 
+/// What made [`SlabHeader::pop`] refuse although the slab has free objects;
+/// found and fixed by [`SlabHeader::repair`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HeaderFault {
+    /// The free list named something that is not a free object (a write
+    /// after free): dropped, its objects found through their alloc bits.
+    CorruptFreeList,
+    /// The object on top of the free list had a remote bit: a remote double
+    /// free of a free object (S3). The bit is dropped.
+    StrayRemoteFree(*mut u8),
+    /// Free objects were counted that the alloc bits do not have.
+    LostUnlinked,
+}
+
 /// Why an object free was rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum FreeFault {
@@ -218,10 +227,8 @@ impl SlabHeader {
     ) {
         // Every object starts unlinked (S1): `pop` links them a batch at a
         // time, lowest first, so a new slab costs no write per object.
-        // Index 63 of every word is reserved for the word's flag (S4).
-        let usable = usable_objects(geo.nr_objects);
         if debug::ENABLED {
-            for i in (0..geo.nr_objects).filter(|&i| !is_reserved(i)) {
+            for i in 0..geo.nr_objects {
                 let obj = base.wrapping_add(i * geo.object_bytes);
                 // SAFETY: obj is a free object inside the slab (C3); the
                 // caller owns the memory.
@@ -236,9 +243,8 @@ impl SlabHeader {
                 next: Cell::new(ptr::null_mut()),
                 prev: Cell::new(ptr::null_mut()),
                 nr_allocated: Cell::new(0),
-                stray_remote: Cell::new(0),
                 state: Cell::new(SlabState::Empty),
-                unlinked: Cell::new(usable as u16),
+                unlinked: Cell::new(geo.nr_objects as u16),
                 base: AtomicPtr::new(base),
                 magic: AtomicUsize::new(MAGIC ^ base.addr()),
                 object_bytes: AtomicU32::new(geo.object_bytes as u32),
@@ -312,7 +318,7 @@ impl SlabHeader {
     /// then pushes without the summary (S4).
     #[inline]
     fn single_word(&self) -> bool {
-        self.nr_objects() < 64
+        self.nr_objects() <= 64
     }
 
     #[inline]
@@ -332,19 +338,8 @@ impl SlabHeader {
     }
 
     /// Object index of `obj`, if it is an object boundary of this slab.
-    #[inline]
-    fn index_of(&self, obj: usize) -> Result<usize, FreeFault> {
-        let idx = self.boundary_index(obj)?;
-        if is_reserved(idx) {
-            return Err(FreeFault::NotAnObject);
-        }
-        Ok(idx)
-    }
-
-    /// As `index_of`, but a reserved index passes: for callers that then
-    /// require its alloc bit, which a reserved index never has (S4).
     #[inline(always)]
-    fn boundary_index(&self, obj: usize) -> Result<usize, FreeFault> {
+    fn index_of(&self, obj: usize) -> Result<usize, FreeFault> {
         let off = obj.wrapping_sub(self.base());
         let size = self.object_bytes();
         if off >= self.span.load(Ordering::Relaxed) as usize {
@@ -360,28 +355,24 @@ impl SlabHeader {
 
     /// Pops a free object (owner only): the head of the free list, else
     /// the lowest unlinked one (S1). Returns `None` when the slab has no
-    /// free object. A corrupted free list (a write after free) is dropped
-    /// and its objects are found through their alloc bits instead: nothing
-    /// leaks and nothing is handed out twice.
+    /// free object, and also, changing nothing, when what it finds breaks
+    /// S1 or S3 (a corrupted free list, a stray remote bit): then
+    /// [`Self::has_free`] still holds and [`Self::repair`] fixes it. So the
+    /// fast path never handles a fault; its caller's slow path does.
     #[inline(always)]
     pub(crate) fn pop(&self) -> Option<*mut u8> {
         let obj = self.free_head.get();
         if obj.is_null() {
             return self.pop_unlinked();
         }
-        let Ok(idx) = self.index_of(obj as usize) else {
-            return self.corrupt_free_list(obj);
-        };
+        let idx = self.index_of(obj as usize).ok()?;
         let (w, bit) = word_bit(idx);
         let word = self.alloc_bits[w].get();
-        if word & bit != 0 {
-            return self.corrupt_free_list(obj);
-        }
         // S3: a remote bit on a free object is a remote double free; once
         // the object is handed out it would pass for a valid free of the
-        // new allocation, so drop it now.
-        if self.remote_bits[w].load(Ordering::Relaxed) & bit != 0 {
-            self.stray_remote_free(obj, w, bit);
+        // new allocation, so `repair` must drop it first.
+        if word & bit != 0 || self.remote_bits[w].load(Ordering::Relaxed) & bit != 0 {
+            return None;
         }
         // SAFETY: obj is a free object of this slab (S1, checked above); its
         // first word holds the free-list link.
@@ -419,18 +410,14 @@ impl SlabHeader {
             }
         }
         if got == 0 {
-            log::error!(
-                "slab {:#x}: {unlinked} unlinked objects counted, none free (S1)",
-                self.base()
-            );
-            self.unlinked.set(0);
+            // Counted but not there (S1 broken): `repair` resets the count.
             return None;
         }
         let mut next = ptr::null_mut::<u8>();
         for &idx in batch[..got].iter().rev() {
             let obj = self.object_at(idx);
             // SAFETY: a free object of this slab (clear alloc bit, index
-            // below nr_objects, not reserved): the owner links it.
+            // below nr_objects): the owner links it.
             unsafe { obj.cast::<*mut u8>().write(next) };
             next = obj;
         }
@@ -439,30 +426,44 @@ impl SlabHeader {
         self.pop()
     }
 
+    /// Fixes what made [`Self::pop`] refuse while [`Self::has_free`] holds
+    /// (owner only) and says what it was; `None` if nothing was wrong.
+    /// Each call removes one cause, so `pop` and `repair` in turn end.
     #[cold]
-    fn stray_remote_free(&self, obj: *mut u8, w: usize, bit: u64) {
-        // Relaxed: only the bit matters; a valid remote free cannot target
-        // a free object, so nothing else can be clearing or setting it.
-        self.remote_bits[w].fetch_and(!bit, Ordering::Relaxed);
-        self.stray_remote.set(self.stray_remote.get() + 1);
-        log::error!(
-            "slab {:#x}: double free of object {obj:p} (remote, while it was free)",
-            self.base()
-        );
-    }
-
-    #[cold]
-    fn corrupt_free_list(&self, obj: *mut u8) -> Option<*mut u8> {
-        log::error!(
-            "slab {:#x}: free list corrupted at {obj:p} (write after free?); \
-             finding its objects by their alloc bits",
-            self.base()
-        );
-        // Every free object is now unlinked (S1).
+    pub(crate) fn repair(&self) -> Option<HeaderFault> {
+        let obj = self.free_head.get();
+        if obj.is_null() {
+            if self.unlinked.get() == 0 {
+                return None;
+            }
+            // `pop_unlinked` found none of the objects it counted.
+            self.unlinked.set(0);
+            return Some(HeaderFault::LostUnlinked);
+        }
+        if let Ok(idx) = self.index_of(obj as usize) {
+            let (w, bit) = word_bit(idx);
+            let word = self.alloc_bits[w].get();
+            if word & bit == 0 {
+                if self.remote_bits[w].load(Ordering::Relaxed) & bit == 0 {
+                    return None;
+                }
+                // A stray remote free of this free object (S3). Its bit
+                // keeps the word's epoch open (S4), so it stays: the object
+                // is taken off the free list and counted allocated until the
+                // bit is absorbed, which frees it again.
+                // SAFETY: obj is a free object of this slab (S1): its first
+                // word holds the free-list link.
+                self.free_head.set(unsafe { obj.cast::<*mut u8>().read() });
+                self.alloc_bits[w].set(word | bit);
+                self.nr_allocated.set(self.nr_allocated.get() + 1);
+                return Some(HeaderFault::StrayRemoteFree(obj));
+            }
+        }
+        // A corrupted free list: every free object is now unlinked (S1).
         self.free_head.set(ptr::null_mut());
         self.unlinked
-            .set((usable_objects(self.nr_objects()) - self.nr_allocated()) as u16);
-        self.pop_unlinked()
+            .set((self.nr_objects() - self.nr_allocated()) as u16);
+        Some(HeaderFault::CorruptFreeList)
     }
 
     /// Frees `obj` on the owner CPU.
@@ -472,20 +473,14 @@ impl SlabHeader {
     /// caller is the owner, and the object is no longer used by the caller.
     #[inline(always)]
     pub(crate) unsafe fn free_local(&self, obj: *mut u8) -> Result<(), FreeFault> {
-        // A reserved index is never allocated (S4): the alloc-bit check
-        // below rejects it, so the fast path skips `index_of`'s test.
-        let idx = self.boundary_index(obj as usize)?;
+        let idx = self.index_of(obj as usize)?;
         let (w, bit) = word_bit(idx);
         let word = self.alloc_bits[w].get();
         // A remote free of the same object still pending is caught later,
         // by `pop` or `absorb_remote` (S3): checking here would read the
         // remote bitmap's line on every local free.
         if word & bit == 0 {
-            return Err(if is_reserved(idx) {
-                FreeFault::NotAnObject
-            } else {
-                FreeFault::DoubleFree
-            });
+            return Err(FreeFault::DoubleFree);
         }
         self.alloc_bits[w].set(word & !bit);
         // SAFETY: obj is an allocated object of this slab (bit was set) that
@@ -510,13 +505,13 @@ impl SlabHeader {
         let (w, bit) = word_bit(idx);
         // Release: our last uses of the object happen before the owner's
         // Acquire swap that takes the bit.
-        let prev = self.remote_bits[w].fetch_or(bit | QUEUED_BIT, Ordering::AcqRel);
+        let prev = self.remote_bits[w].fetch_or(bit, Ordering::AcqRel);
         if prev & bit != 0 {
-            // The bit implies `Q` (S4): nothing changed.
+            // Nothing changed.
             return Err(FreeFault::DoubleFree);
         }
-        if prev & QUEUED_BIT != 0 {
-            // Another free is delivering this word's epoch.
+        if prev != 0 {
+            // The word's epoch is open: another free is delivering it (S4).
             return Ok(false);
         }
         if self.single_word() {
@@ -531,35 +526,38 @@ impl SlabHeader {
     }
 
     /// Moves the remote frees the slab was pushed for to the local free
-    /// list (owner only; the slab came off the pending stack, S4). Returns
-    /// the number of double frees found (S3 violations).
-    pub(crate) fn absorb_remote(&self) -> usize {
+    /// list (owner only; the slab came off the pending stack, S4). Calls
+    /// `on_double` with each object whose remote free was a double free
+    /// (an S3 violation) and returns how many there were.
+    pub(crate) fn absorb_remote(&self, mut on_double: impl FnMut(*mut u8)) -> usize {
         let words = if self.single_word() {
             1
         } else {
             // Acquire: see the bits of every word the summary names.
             self.remote_summary.swap(0, Ordering::AcqRel) & !PUSHED
         };
-        let faults = self.stray_remote.replace(0) as usize;
-        faults
-            + set_bits(words.into())
-                .map(|w| self.absorb_word(w % BITMAP_WORDS))
-                .sum::<usize>()
+        let mut doubles = 0;
+        for w in set_bits(words.into()) {
+            let w = w % BITMAP_WORDS;
+            let found = self.absorb_word(w);
+            doubles += found.count_ones() as usize;
+            for b in set_bits(found) {
+                on_double(self.object_at(w * 64 + b));
+            }
+        }
+        doubles
     }
 
     /// Takes remote word `w`, closing its epoch (S4), and frees its
     /// objects as unlinked (S1): bit operations only, no object is touched
-    /// (except to poison it under debug checks). Returns the double frees
-    /// found.
-    fn absorb_word(&self, w: usize) -> usize {
+    /// (except to poison it under debug checks). Returns the bits of the
+    /// double frees found.
+    fn absorb_word(&self, w: usize) -> u64 {
         // Acquire: the freeing CPUs' last uses of the objects happen before
         // we reuse them.
-        let bits = self.remote_bits[w].swap(0, Ordering::AcqRel) & !QUEUED_BIT;
+        let bits = self.remote_bits[w].swap(0, Ordering::AcqRel);
         let alloc = self.alloc_bits[w].get();
         let (freed, doubles) = (bits & alloc, bits & !alloc);
-        if doubles != 0 {
-            self.report_remote_doubles(w, doubles);
-        }
         self.alloc_bits[w].set(alloc & !freed);
         let n = freed.count_ones();
         self.nr_allocated.set(self.nr_allocated.get() - n);
@@ -569,19 +567,7 @@ impl SlabHeader {
                 self.poison(self.object_at(w * 64 + b));
             }
         }
-        doubles.count_ones() as usize
-    }
-
-    /// Logs each remote double free found in word `w` (S3 violations).
-    #[cold]
-    fn report_remote_doubles(&self, w: usize, doubles: u64) {
-        for b in set_bits(doubles) {
-            log::error!(
-                "slab {:#x}: double free of object {:p} (remote)",
-                self.base(),
-                self.object_at(w * 64 + b)
-            );
-        }
+        doubles
     }
 
     /// Debug checks: poisons the free object `obj` past its link word.
@@ -622,7 +608,7 @@ impl SlabHeader {
             || self
                 .remote_bits
                 .iter()
-                .any(|word| word.load(Ordering::SeqCst) & QUEUED_BIT != 0)
+                .any(|word| word.load(Ordering::SeqCst) != 0)
     }
 
     /// Checks S1 and S2; panics on a violation.
@@ -651,30 +637,20 @@ impl SlabHeader {
         }
         let allocated: u32 = self.alloc_bits.iter().map(|w| w.get().count_ones()).sum();
         assert_eq!(allocated as usize, self.nr_allocated(), "S2");
-        let usable = (0..self.nr_objects()).filter(|&i| !is_reserved(i)).count();
-        assert_eq!(usable, usable_objects(self.nr_objects()));
         assert_eq!(
             free + self.unlinked.get() as usize + self.nr_allocated(),
-            usable,
+            self.nr_objects(),
             "S1: objects lost"
         );
     }
 }
 
 /// The bits of bitmap word `w` that stand for objects of a slab of
-/// `nr_objects`: below `nr_objects`, not the reserved bit 63 (S4).
+/// `nr_objects`.
 #[inline]
 fn object_mask(nr_objects: usize, w: usize) -> u64 {
     let n = nr_objects.saturating_sub(w * 64).min(64);
-    let below = if n == 64 { u64::MAX } else { (1u64 << n) - 1 };
-    below & !QUEUED_BIT
-}
-
-/// Objects a slab of `nr_objects` can hand out: index 63 of each bitmap
-/// word is reserved (S4).
-#[inline]
-fn usable_objects(nr_objects: usize) -> usize {
-    nr_objects - nr_objects / 64
+    if n == 64 { u64::MAX } else { (1u64 << n) - 1 }
 }
 
 /// The positions of the set bits of `word`, lowest first.
@@ -687,12 +663,6 @@ fn set_bits(mut word: u64) -> impl Iterator<Item = usize> {
             b
         })
     })
-}
-
-/// Whether object index `idx` is reserved for its word's flag (S4).
-#[inline(always)]
-fn is_reserved(idx: usize) -> bool {
-    idx % 64 == 63
 }
 
 /// Bitmap word and bit of object `idx`. `idx < MAX_OBJECTS` (from
