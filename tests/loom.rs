@@ -6,7 +6,10 @@
 //! (`make loom`). `LOOM_MAX_PREEMPTIONS` bounds the search (default 5 here).
 #![cfg(loom)]
 
-use buddy_slab_allocator::loom_model::{Pending, Slab};
+use buddy_slab_allocator::loom_model::{
+    Hazard, Pending, ReleaseSync, Slab, SlabHead, touch_remote_slab, touch_remote_slab_unprotected,
+    try_release,
+};
 use loom::sync::Arc;
 use loom::thread;
 use std::alloc::{Layout, alloc_zeroed};
@@ -241,6 +244,90 @@ fn racing_remote_double_free(geo: Geometry) {
             assert_eq!(slab.nr_allocated(), 1, "only `keep` is live");
             assert!(!slab.free_local(a), "a second local free must be rejected");
             assert!(slab.free_local(keep));
+        }
+    });
+}
+
+/// The owner releases an empty slab while another CPU makes a (double)
+/// remote free of one of its objects, which is already free, so nothing
+/// keeps the slab alive. With the release handshake (`cpu::hazard`, H1)
+/// the remote free either finds the slab dead and touches nothing, or the
+/// owner keeps the slab: the remote free never touches the slab's memory
+/// after its release (modelled by a loom cell the page allocator's next
+/// user writes once the slab is released, and the remote free reads where
+/// it touches the header), and a released slab is never on the pending
+/// stack.
+#[test]
+fn a_late_remote_free_never_touches_a_released_slab() {
+    late_remote_free(false);
+    report("a_late_remote_free_never_touches_a_released_slab");
+}
+
+/// The mutant: the same remote free checks the slab's head but publishes
+/// no hazard first. loom must find the interleaving where it touches the
+/// slab after the owner released it (a causality violation on the cell),
+/// so the model above can see this race.
+#[test]
+#[should_panic(expected = "Causality violation")]
+fn the_model_catches_a_late_remote_free_without_the_hazard() {
+    late_remote_free(true);
+}
+
+fn late_remote_free(mutant: bool) {
+    let base = slab_memory();
+    builder().check(move || {
+        ITERATIONS.fetch_add(1, Relaxed);
+        // SAFETY: the leaked block is aligned, writable and ours; each
+        // model iteration formats it anew.
+        let slab = unsafe { Slab::format(base, SLAB_BYTES, 64, 4) };
+        // The owner hands an object out and frees it: the slab is empty.
+        // SAFETY: the only thread so far.
+        let x = unsafe { slab.alloc() }.unwrap();
+        // SAFETY: as above.
+        assert!(unsafe { slab.free_local(x) });
+        let head = Arc::new(SlabHead::live(0, 0));
+        let sync = Arc::new(ReleaseSync::new());
+        let hazards = Arc::new([Hazard::new(), Hazard::new()]);
+        let pending = Arc::new(Pending::new());
+        // The slab's memory as the page allocator's next user sees it.
+        let memory = Arc::new(loom::cell::UnsafeCell::new(0u64));
+
+        let remote = {
+            let (head, sync, hazards, pending, memory) = (
+                head.clone(),
+                sync.clone(),
+                hazards.clone(),
+                pending.clone(),
+                memory.clone(),
+            );
+            thread::spawn(move || {
+                let touch = || {
+                    // Where the real free reads and writes the header.
+                    // SAFETY: a plain read; loom checks it is not racing
+                    // the release's write.
+                    memory.with(|p| unsafe { p.read() });
+                    if slab.free_remote(x) == Some(true) {
+                        pending.push(slab);
+                    }
+                };
+                if mutant {
+                    touch_remote_slab_unprotected(&head, touch);
+                } else {
+                    touch_remote_slab(&hazards[1], &sync, base, &head, touch);
+                }
+            })
+        };
+        let released = try_release(&sync, &hazards[..], base, &head, slab);
+        if released {
+            // The slab's memory is someone else's now.
+            // SAFETY: loom checks no access races this write.
+            memory.with_mut(|p| unsafe { p.write(1) });
+        }
+        remote.join().unwrap();
+        let mut queued = 0;
+        pending.take_all(|_| queued += 1);
+        if released {
+            assert_eq!(queued, 0, "a released slab was on the pending stack");
         }
     });
 }
