@@ -57,7 +57,8 @@ faults:
 	cargo test --test faults
 	cargo test --features debug-checks --test faults
 
-MIRI_SUITES := --lib --test buddy --test slab --test global --test faults --test model --test stress
+MIRI_SUITES := --lib --test buddy --test slab --test global --test faults --test model --test stress \
+	--test stats --test misuse
 
 miri: setup-fuzz
 	$(MIRI) $(MIRI_SUITES)

@@ -11,6 +11,7 @@ use buddy_slab_allocator::{
 use core::alloc::Layout;
 
 #[test]
+#[cfg_attr(miri, ignore = "runs the compiler")]
 fn compile_time_refusals() {
     trybuild::TestCases::new().compile_fail("tests/compile-fail/*.rs");
 }
