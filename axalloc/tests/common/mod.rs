@@ -1,0 +1,129 @@
+//! Fixtures shared by axalloc's host tests.
+//!
+//! The tests run as ArceOS's `make unittest` runs a module: on the host,
+//! with `AX_CONFIG_PATH` unset, so axconfig's dummy config applies
+//! (`max-cpu-num = 1`), and with percpu's `sp-naive` feature (a dev
+//! dependency), so `#[def_percpu]` statics are plain statics.
+//!
+//! Under that config the buddy-slab backend sees one CPU, id 0, whatever
+//! thread calls it, and its CPU pin (`NoPreemptIrqSave`) does nothing on
+//! the host: two threads in one heap would share CPU slot 0 unsynchronised.
+//! Every test therefore holds [`serial`] for its whole run (the tracking
+//! state is global too).
+#![allow(dead_code)]
+
+use std::alloc::Layout;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use axalloc::GlobalAllocator;
+
+/// Page size of the page API.
+pub const PAGE_SIZE: usize = 0x1000;
+
+/// One gibibyte.
+pub const GIB: usize = 1 << 30;
+
+/// Serialises the tests of one test binary (see the module doc).
+pub fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    // A failed test poisons the lock; the next test still runs.
+    LOCK.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A leaked region of `bytes` bytes starting at a gigabyte boundary, as
+/// `(start_vaddr, size)`.
+///
+/// The stock backend's bitmap page allocator indexes pages from the
+/// gigabyte boundary below the region, and its default capacity is
+/// 256 MiB: a region elsewhere in its gigabyte could exceed it. Only the
+/// pages the tests touch are committed.
+pub fn region(bytes: usize) -> (usize, usize) {
+    let layout = Layout::from_size_align(bytes, GIB).unwrap();
+    // SAFETY: the layout has a non-zero size.
+    let ptr = unsafe { std::alloc::alloc(layout) };
+    assert!(!ptr.is_null(), "cannot reserve a {bytes:#x}-byte test region");
+    (ptr as usize, bytes)
+}
+
+/// A fresh allocator that manages a new region of `bytes` bytes; leaked,
+/// so it never moves and outlives everything it hands out.
+pub fn heap(bytes: usize) -> &'static GlobalAllocator {
+    let heap: &'static GlobalAllocator = Box::leak(Box::new(GlobalAllocator::new()));
+    let (start, size) = region(bytes);
+    heap.init(start, size);
+    heap
+}
+
+/// The expected [`GlobalAllocator::name`] of the backend the features
+/// select (the line axruntime prints, `use NAME allocator.`).
+pub fn expected_name() -> &'static str {
+    if cfg!(feature = "buddy-slab") {
+        "buddy-slab"
+    } else if cfg!(feature = "slab") {
+        "slab"
+    } else if cfg!(feature = "buddy") {
+        "buddy"
+    } else {
+        "TLSF"
+    }
+}
+
+/// `virt - PHYS_OFFSET` is the physical address the dummy platform reports
+/// for a virtual address (wrapping). Zero (identity) unless a test maps a
+/// region elsewhere with [`map_phys`].
+static PHYS_OFFSET: AtomicUsize = AtomicUsize::new(0);
+
+/// Makes the dummy platform translate `vaddr` to `paddr` (and every other
+/// address by the same offset), for the heaps created after this call.
+pub fn map_phys(vaddr: usize, paddr: usize) {
+    PHYS_OFFSET.store(vaddr.wrapping_sub(paddr), Ordering::SeqCst);
+}
+
+/// The dummy platform's translation.
+pub fn virt_to_phys(vaddr: usize) -> usize {
+    vaddr.wrapping_sub(PHYS_OFFSET.load(Ordering::SeqCst))
+}
+
+/// The platform memory interface that axhal's dummy platform would
+/// provide: the buddy-slab backend (the core's `arceos` binding) calls
+/// `axplat::mem::virt_to_phys`, which links to this impl. Only
+/// `virt_to_phys` is reached by the allocator.
+#[cfg(feature = "buddy-slab")]
+mod dummy_mem {
+    use axplat::mem::{MemIf, RawRange};
+    use memory_addr::{PhysAddr, VirtAddr};
+
+    struct DummyMem;
+
+    #[axplat::impl_plat_interface]
+    impl MemIf for DummyMem {
+        fn phys_ram_ranges() -> &'static [RawRange] {
+            &[]
+        }
+
+        fn reserved_phys_ram_ranges() -> &'static [RawRange] {
+            &[]
+        }
+
+        fn mmio_ranges() -> &'static [RawRange] {
+            &[]
+        }
+
+        fn phys_to_virt(paddr: PhysAddr) -> VirtAddr {
+            VirtAddr::from(
+                paddr
+                    .as_usize()
+                    .wrapping_add(super::PHYS_OFFSET.load(core::sync::atomic::Ordering::SeqCst)),
+            )
+        }
+
+        fn virt_to_phys(vaddr: VirtAddr) -> PhysAddr {
+            PhysAddr::from(super::virt_to_phys(vaddr.as_usize()))
+        }
+
+        fn kernel_aspace() -> (VirtAddr, usize) {
+            (VirtAddr::from(0), usize::MAX)
+        }
+    }
+}
