@@ -48,7 +48,70 @@ const INIT_HEAP_BYTES: usize = 0x8000;
 pub struct Backend {
     bytes: SpinNoIrq<DefaultByteAllocator>,
     #[cfg(not(feature = "level-1"))]
-    pages: SpinNoIrq<BitmapPageAllocator<PAGE_SIZE>>,
+    pages: SpinNoIrq<PagePool>,
+}
+
+/// The bitmap page allocator and the range it manages (the first region).
+#[cfg(not(feature = "level-1"))]
+struct PagePool {
+    bitmap: BitmapPageAllocator<PAGE_SIZE>,
+    /// Page-aligned `[start, end)` that `bitmap` manages; empty before init.
+    start: usize,
+    end: usize,
+}
+
+#[cfg(not(feature = "level-1"))]
+impl PagePool {
+    const fn new() -> Self {
+        Self {
+            bitmap: BitmapPageAllocator::new(),
+            start: 0,
+            end: 0,
+        }
+    }
+
+    fn init(&mut self, start_vaddr: usize, size: usize) {
+        self.bitmap.init(start_vaddr, size);
+        self.start = start_vaddr.next_multiple_of(PAGE_SIZE);
+        self.end = (start_vaddr + size) / PAGE_SIZE * PAGE_SIZE;
+    }
+
+    fn alloc_pages(&mut self, num_pages: usize, align_pow2: usize) -> AllocResult<usize> {
+        if num_pages == 1 && align_pow2 > PAGE_SIZE {
+            return self.alloc_aligned_page(align_pow2);
+        }
+        self.bitmap.alloc_pages(num_pages, align_pow2)
+    }
+
+    /// One page aligned to `align_pow2` (> the page size). The bitmap
+    /// allocator takes any free page for a one-page request whatever the
+    /// alignment, so ask for two aligned pages and give the second back;
+    /// if no such pair is free, try each aligned page in turn
+    /// (O(pages / alignment) probes, only when memory is that short).
+    fn alloc_aligned_page(&mut self, align_pow2: usize) -> AllocResult<usize> {
+        match self.bitmap.alloc_pages(2, align_pow2) {
+            Ok(addr) => {
+                self.bitmap.dealloc_pages(addr + PAGE_SIZE, 1);
+                Ok(addr)
+            }
+            Err(AllocError::NoMemory) => {
+                let first = self.start.next_multiple_of(align_pow2);
+                (first..self.end)
+                    .step_by(align_pow2)
+                    .find_map(|addr| self.bitmap.alloc_pages_at(addr, 1, align_pow2).ok())
+                    .ok_or(AllocError::NoMemory)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether `[addr, addr + num_pages pages)` lies in the managed range.
+    fn contains(&self, addr: usize, num_pages: usize) -> bool {
+        num_pages
+            .checked_mul(PAGE_SIZE)
+            .and_then(|bytes| addr.checked_add(bytes))
+            .is_some_and(|end| addr >= self.start && end <= self.end)
+    }
 }
 
 /// The stock backend needs no address translation; `hv` only changes the
@@ -63,7 +126,7 @@ impl Backend {
         Self {
             bytes: SpinNoIrq::new(DefaultByteAllocator::new()),
             #[cfg(not(feature = "level-1"))]
-            pages: SpinNoIrq::new(BitmapPageAllocator::new()),
+            pages: SpinNoIrq::new(PagePool::new()),
         }
     }
 
@@ -132,7 +195,7 @@ impl Backend {
                     start + n * PAGE_SIZE
                 );
                 return bytes.add_memory(start, n * PAGE_SIZE).inspect_err(|_| {
-                    self.pages.lock().dealloc_pages(start, n);
+                    self.pages.lock().bitmap.dealloc_pages(start, n);
                 });
             }
             if n == min_pages {
@@ -172,9 +235,14 @@ impl Backend {
             Err(AllocError::InvalidParam)
         }
         #[cfg(not(feature = "level-1"))]
-        self.pages
-            .lock()
-            .alloc_pages_at(start, num_pages, align_pow2)
+        {
+            let mut pages = self.pages.lock();
+            // The bitmap allocator indexes from its base without a check.
+            if num_pages == 0 || !pages.contains(start, num_pages) {
+                return Err(AllocError::InvalidParam);
+            }
+            pages.bitmap.alloc_pages_at(start, num_pages, align_pow2)
+        }
     }
 
     /// # Safety
@@ -191,7 +259,7 @@ impl Backend {
             unsafe { self.dealloc(ptr, layout) }
         }
         #[cfg(not(feature = "level-1"))]
-        self.pages.lock().dealloc_pages(pos, num_pages)
+        self.pages.lock().bitmap.dealloc_pages(pos, num_pages)
     }
 
     pub fn used_bytes(&self) -> usize {
@@ -206,14 +274,14 @@ impl Backend {
         #[cfg(feature = "level-1")]
         return self.used_bytes().div_ceil(PAGE_SIZE);
         #[cfg(not(feature = "level-1"))]
-        self.pages.lock().used_pages()
+        self.pages.lock().bitmap.used_pages()
     }
 
     pub fn available_pages(&self) -> usize {
         #[cfg(feature = "level-1")]
         return self.available_bytes() / PAGE_SIZE;
         #[cfg(not(feature = "level-1"))]
-        self.pages.lock().available_pages()
+        self.pages.lock().bitmap.available_pages()
     }
 }
 

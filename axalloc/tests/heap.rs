@@ -127,6 +127,7 @@ fn pages_alloc_dealloc_and_usage() {
         (4, 4 * PAGE_SIZE, UsageKind::VirtMem),
         (3, PAGE_SIZE, UsageKind::PageCache),
         (16, 64 << 10, UsageKind::Dma),
+        (1, 2 << 20, UsageKind::Global),
     ]
     .iter()
     .enumerate()
@@ -155,6 +156,40 @@ fn pages_alloc_dealloc_and_usage() {
     if !cfg!(feature = "level-1") {
         assert_eq!(heap.available_pages(), available);
     }
+}
+
+/// The stock page allocator (a bitmap) with one free page: an aligned
+/// one-page request still gets it if it is aligned, and only then (the
+/// bitmap allocator itself ignores the alignment of one-page requests).
+#[cfg(not(any(feature = "buddy-slab", feature = "level-1")))]
+#[test]
+fn one_aligned_page_in_a_full_heap() {
+    let _serial = serial();
+    let heap = heap(HEAP_BYTES);
+    let kind = UsageKind::VirtMem;
+    let mut pages = Vec::new();
+    while let Ok(addr) = heap.alloc_pages(1, PAGE_SIZE, kind) {
+        pages.push(addr);
+    }
+    pages.sort_unstable();
+    // Free one page at a 64 KiB (not 128 KiB) boundary, and one that is
+    // not even 8 KiB aligned.
+    let aligned = *pages
+        .iter()
+        .find(|&&a| a % (64 << 10) == 0 && a % (128 << 10) != 0)
+        .unwrap();
+    let unaligned = aligned + 5 * PAGE_SIZE;
+    assert!(pages.contains(&unaligned));
+    heap.dealloc_pages(aligned, 1, kind);
+    heap.dealloc_pages(unaligned, 1, kind);
+    assert!(heap.alloc_pages(1, 128 << 10, kind).is_err());
+    assert_eq!(heap.alloc_pages(1, 64 << 10, kind).ok(), Some(aligned));
+    assert!(heap.alloc_pages(1, 8 << 10, kind).is_err());
+    assert_eq!(heap.alloc_pages(1, PAGE_SIZE, kind).ok(), Some(unaligned));
+    for addr in pages {
+        heap.dealloc_pages(addr, 1, kind);
+    }
+    assert_eq!(heap.usages().get(kind), 0);
 }
 
 #[test]
