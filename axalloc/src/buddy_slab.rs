@@ -182,15 +182,23 @@ impl Backend {
         self.or_grow(|| self.inner.alloc_pages_at(start, num_pages))
     }
 
+    /// Frees a page run; says whether the core took it back. The core
+    /// validates every page free (double, foreign, interior, wrong count)
+    /// and changes nothing for a bad one.
+    ///
     /// # Safety
     ///
     /// The pages were returned by [`Backend::alloc_pages`] /
     /// [`Backend::alloc_pages_at`] with this count.
-    pub unsafe fn dealloc_pages(&self, pos: usize, num_pages: usize) {
+    pub unsafe fn dealloc_pages(&self, pos: usize, num_pages: usize) -> bool {
         // SAFETY: forwarded caller contract.
-        if let Err(e) = unsafe { self.inner.dealloc_pages(pos, num_pages) } {
-            // The published API cannot report it; the core left its state intact.
-            error!("axalloc: rejected dealloc_pages({pos:#x}, {num_pages}): {e}");
+        match unsafe { self.inner.dealloc_pages(pos, num_pages) } {
+            Ok(()) => true,
+            Err(e) => {
+                // The published API cannot report it; the core logged it.
+                error!("axalloc: rejected dealloc_pages({pos:#x}, {num_pages}): {e}");
+                false
+            }
         }
     }
 

@@ -116,12 +116,19 @@ impl UsageCounters {
         self.0[kind as usize].fetch_add(bytes, Ordering::Relaxed);
     }
 
+    /// Takes `bytes` off `kind`, stopping at zero: a free the backend could
+    /// not check (a double byte free, say) must not wrap the counter.
     fn sub(&self, kind: UsageKind, bytes: usize) {
-        let old = self.0[kind as usize].fetch_sub(bytes, Ordering::Relaxed);
-        debug_assert!(
-            old >= bytes,
-            "usage of {kind:?} below zero: a double or mismatched free"
-        );
+        let counter = &self.0[kind as usize];
+        if counter
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
+                old.checked_sub(bytes)
+            })
+            .is_err()
+        {
+            counter.store(0, Ordering::Relaxed);
+            error!("axalloc: usage of {kind:?} below zero: a double or mismatched free");
+        }
     }
 
     fn snapshot(&self) -> Usages {
@@ -194,10 +201,12 @@ impl GlobalAllocator {
     /// [`GlobalAlloc::dealloc`] (the published API makes this a safe
     /// function; this crate keeps the signature).
     pub fn dealloc(&self, pos: NonNull<u8>, layout: Layout) {
-        self.usages.sub(UsageKind::RustHeap, layout.size());
         // SAFETY: the caller hands back a live allocation with its layout
         // (contract above, the same as the published axalloc's).
-        unsafe { self.backend.dealloc(pos, layout) }
+        unsafe { self.backend.dealloc(pos, layout) };
+        // Neither backend says whether it took a byte free back (the core
+        // rejects bad ones but does not report it), so this one counts.
+        self.usages.sub(UsageKind::RustHeap, layout.size());
     }
 
     /// Allocates `num_pages` contiguous pages aligned to `align_pow2` bytes
@@ -233,10 +242,17 @@ impl GlobalAllocator {
     /// Gives back `num_pages` pages at `pos` obtained from
     /// [`GlobalAllocator::alloc_pages`] or [`GlobalAllocator::alloc_pages_at`]
     /// with the same count and `kind`.
+    ///
+    /// A free the backend finds bad (a double free, a foreign or unaligned
+    /// address, with buddy-slab also a wrong count) is logged and ignored,
+    /// and `kind`'s usage is left alone.
     pub fn dealloc_pages(&self, pos: usize, num_pages: usize, kind: UsageKind) {
-        self.usages.sub(kind, num_pages * PAGE_SIZE);
         // SAFETY: the caller returns pages it owns, with their count (contract above).
-        unsafe { self.backend.dealloc_pages(pos, num_pages) }
+        if unsafe { self.backend.dealloc_pages(pos, num_pages) } {
+            // After the free, never before: a counter may run high for a
+            // moment (another CPU reusing the pages), never below zero.
+            self.usages.sub(kind, num_pages * PAGE_SIZE);
+        }
     }
 
     /// Bytes in use in the byte allocator (backend-defined granularity: the

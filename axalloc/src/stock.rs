@@ -245,21 +245,51 @@ impl Backend {
         }
     }
 
+    /// Frees a page run; says whether the backend took it back (a free it
+    /// can tell is bad changes nothing and returns `false`).
+    ///
+    /// Two levels: the run must lie in the page pool, start on a page and
+    /// be allocated there (the bitmap's used count moves only for such a
+    /// free). The bitmap cannot tell a run from part of one, nor a heap
+    /// chunk from a run. One level: the byte allocators check nothing, so
+    /// only a null address or an impossible size is refused.
+    ///
     /// # Safety
     ///
     /// `[pos, pos + num_pages * PAGE_SIZE)` was returned by
     /// [`Backend::alloc_pages`] / [`Backend::alloc_pages_at`] with this count.
-    pub unsafe fn dealloc_pages(&self, pos: usize, num_pages: usize) {
+    pub unsafe fn dealloc_pages(&self, pos: usize, num_pages: usize) -> bool {
         #[cfg(feature = "level-1")]
         {
-            let layout = page_layout(num_pages, PAGE_SIZE).expect("axalloc: bad page count");
-            let ptr = NonNull::new(pos as *mut u8).expect("axalloc: null page address");
+            let (Ok(layout), Some(ptr)) = (
+                page_layout(num_pages, PAGE_SIZE),
+                NonNull::new(pos as *mut u8),
+            ) else {
+                error!("axalloc: rejected dealloc_pages({pos:#x}, {num_pages}): bad run");
+                return false;
+            };
             // SAFETY: pages were allocated by `alloc` with this size (caller
             // contract); the byte allocators ignore the alignment on free.
-            unsafe { self.dealloc(ptr, layout) }
+            unsafe { self.dealloc(ptr, layout) };
+            true
         }
         #[cfg(not(feature = "level-1"))]
-        self.pages.lock().bitmap.dealloc_pages(pos, num_pages)
+        {
+            let mut pages = self.pages.lock();
+            let accepted = num_pages > 0
+                && pos.is_multiple_of(PAGE_SIZE)
+                && pages.contains(pos, num_pages)
+                && {
+                    let used = pages.bitmap.used_pages();
+                    pages.bitmap.dealloc_pages(pos, num_pages);
+                    pages.bitmap.used_pages() != used
+                };
+            drop(pages);
+            if !accepted {
+                error!("axalloc: rejected dealloc_pages({pos:#x}, {num_pages}): not allocated");
+            }
+            accepted
+        }
     }
 
     pub fn used_bytes(&self) -> usize {

@@ -192,6 +192,53 @@ fn one_aligned_page_in_a_full_heap() {
     assert_eq!(heap.usages().get(kind), 0);
 }
 
+/// Page frees the backend refuses leave the usage counters (and the
+/// backend) as they were: a double free, an address outside the heap, an
+/// unaligned one, and (buddy-slab) a wrong count.
+#[cfg(not(feature = "level-1"))]
+#[test]
+fn rejected_page_frees_keep_usages() {
+    let _serial = serial();
+    let heap = heap(HEAP_BYTES);
+    let other = heap.alloc_pages(1, PAGE_SIZE, UsageKind::PageTable).unwrap();
+    let kind = UsageKind::VirtMem;
+    let run = heap.alloc_pages(2, PAGE_SIZE, kind).unwrap();
+    let live = heap.alloc_pages(4, 4 * PAGE_SIZE, kind).unwrap();
+    assert_eq!(heap.usages().get(kind), 6 * PAGE_SIZE);
+    heap.dealloc_pages(run, 2, kind);
+    let used = heap.used_pages();
+    let expect = |what: &str| {
+        assert_eq!(heap.usages().get(kind), 4 * PAGE_SIZE, "{what}");
+        assert_eq!(heap.usages().get(UsageKind::PageTable), PAGE_SIZE, "{what}");
+        assert_eq!(heap.used_pages(), used, "{what}");
+    };
+    expect("after the first free");
+    heap.dealloc_pages(run, 2, kind);
+    expect("double free");
+    heap.dealloc_pages(run, 1, kind);
+    expect("double free of a part");
+    let (foreign, _) = region(HEAP_BYTES);
+    heap.dealloc_pages(foreign, 1, kind);
+    expect("foreign address");
+    heap.dealloc_pages(PAGE_SIZE, 1, kind);
+    expect("low address");
+    heap.dealloc_pages(live + 8, 1, kind);
+    expect("unaligned address");
+    heap.dealloc_pages(live, 0, kind);
+    expect("no pages");
+    if cfg!(feature = "buddy-slab") {
+        // The bitmap allocator cannot tell a run from part of one.
+        heap.dealloc_pages(live, 3, kind);
+        expect("wrong count");
+        heap.dealloc_pages(live + PAGE_SIZE, 1, kind);
+        expect("interior page");
+    }
+    heap.dealloc_pages(live, 4, kind);
+    heap.dealloc_pages(other, 1, UsageKind::PageTable);
+    assert_eq!(heap.usages().get(kind), 0);
+    assert_eq!(heap.usages().get(UsageKind::PageTable), 0);
+}
+
 #[test]
 fn bad_page_requests_are_errors() {
     let _serial = serial();
