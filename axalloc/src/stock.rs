@@ -155,13 +155,13 @@ impl Backend {
 
     pub fn alloc(&self, layout: Layout) -> AllocResult<NonNull<u8>> {
         let mut bytes = self.bytes.lock();
+        #[cfg(feature = "level-1")]
+        return bytes.alloc(layout);
+        #[cfg(not(feature = "level-1"))]
         loop {
             if let Ok(ptr) = bytes.alloc(layout) {
                 return Ok(ptr);
             }
-            #[cfg(feature = "level-1")]
-            return Err(AllocError::NoMemory);
-            #[cfg(not(feature = "level-1"))]
             self.grow_heap(&mut bytes, layout)?;
         }
     }
