@@ -29,7 +29,11 @@ fn check(ptr: NonNull<u8>, len: usize, seed: u8) {
     // SAFETY: as in `fill`.
     let bytes = unsafe { core::slice::from_raw_parts(ptr.as_ptr(), len) };
     for (i, &b) in bytes.iter().enumerate() {
-        assert_eq!(b, seed.wrapping_add(i as u8), "byte {i} of {ptr:p} overwritten");
+        assert_eq!(
+            b,
+            seed.wrapping_add(i as u8),
+            "byte {i} of {ptr:p} overwritten"
+        );
     }
 }
 
@@ -133,7 +137,11 @@ fn pages_alloc_dealloc_and_usage() {
     .enumerate()
     {
         let addr = heap.alloc_pages(n, align, kind).unwrap();
-        assert_eq!(addr % align, 0, "{n} pages aligned to {align:#x} at {addr:#x}");
+        assert_eq!(
+            addr % align,
+            0,
+            "{n} pages aligned to {align:#x} at {addr:#x}"
+        );
         fill(page_ptr(addr), n * PAGE_SIZE, i as u8);
         runs.push((addr, n, kind, i as u8));
         pages += n;
@@ -200,7 +208,9 @@ fn one_aligned_page_in_a_full_heap() {
 fn rejected_page_frees_keep_usages() {
     let _serial = serial();
     let heap = heap(HEAP_BYTES);
-    let other = heap.alloc_pages(1, PAGE_SIZE, UsageKind::PageTable).unwrap();
+    let other = heap
+        .alloc_pages(1, PAGE_SIZE, UsageKind::PageTable)
+        .unwrap();
     let kind = UsageKind::VirtMem;
     let run = heap.alloc_pages(2, PAGE_SIZE, kind).unwrap();
     let live = heap.alloc_pages(4, 4 * PAGE_SIZE, kind).unwrap();
@@ -246,8 +256,14 @@ fn bad_page_requests_are_errors() {
     let kind = UsageKind::VirtMem;
     assert!(heap.alloc_pages(0, PAGE_SIZE, kind).is_err());
     assert!(heap.alloc_pages(1, 3 * PAGE_SIZE, kind).is_err());
-    assert!(heap.alloc_pages(usize::MAX / PAGE_SIZE, PAGE_SIZE, kind).is_err());
-    assert!(heap.alloc_pages(2 * HEAP_BYTES / PAGE_SIZE, PAGE_SIZE, kind).is_err());
+    assert!(
+        heap.alloc_pages(usize::MAX / PAGE_SIZE, PAGE_SIZE, kind)
+            .is_err()
+    );
+    assert!(
+        heap.alloc_pages(2 * HEAP_BYTES / PAGE_SIZE, PAGE_SIZE, kind)
+            .is_err()
+    );
     assert_eq!(heap.usages().get(kind), 0);
 }
 
@@ -262,15 +278,24 @@ fn pages_at_a_given_address() {
     heap.dealloc_pages(addr, 8, kind);
     let used = heap.used_pages();
 
-    assert_eq!(heap.alloc_pages_at(addr, 8, 64 << 10, kind).ok(), Some(addr));
+    assert_eq!(
+        heap.alloc_pages_at(addr, 8, 64 << 10, kind).ok(),
+        Some(addr)
+    );
     assert_eq!(heap.usages().get(kind), 8 * PAGE_SIZE);
     assert_eq!(heap.used_pages(), used + 8);
     fill(page_ptr(addr), 8 * PAGE_SIZE, 7);
     // Taken: neither the run nor a page inside it can be had again.
     assert!(heap.alloc_pages_at(addr, 8, PAGE_SIZE, kind).is_err());
-    assert!(heap.alloc_pages_at(addr + 3 * PAGE_SIZE, 1, PAGE_SIZE, kind).is_err());
+    assert!(
+        heap.alloc_pages_at(addr + 3 * PAGE_SIZE, 1, PAGE_SIZE, kind)
+            .is_err()
+    );
     // A start that is not aligned as asked.
-    assert!(heap.alloc_pages_at(addr + PAGE_SIZE, 1, 64 << 10, kind).is_err());
+    assert!(
+        heap.alloc_pages_at(addr + PAGE_SIZE, 1, 64 << 10, kind)
+            .is_err()
+    );
     assert_eq!(heap.usages().get(kind), 8 * PAGE_SIZE);
     check(page_ptr(addr), 8 * PAGE_SIZE, 7);
 
@@ -303,9 +328,16 @@ fn add_memory_grows_the_heap() {
     let mut live = Vec::new();
     while let Ok(ptr) = heap.alloc(layout) {
         live.push(ptr);
-        assert!(live.len() <= HEAP_BYTES >> 20, "more 1 MiB blocks than the heap holds");
+        assert!(
+            live.len() <= HEAP_BYTES >> 20,
+            "more 1 MiB blocks than the heap holds"
+        );
     }
-    assert!(live.len() >= 8, "only {} 1 MiB blocks in a 16 MiB heap", live.len());
+    assert!(
+        live.len() >= 8,
+        "only {} 1 MiB blocks in a 16 MiB heap",
+        live.len()
+    );
     let (start, size) = region(HEAP_BYTES);
     heap.add_memory(start, size).unwrap();
     let more = heap.alloc(layout).unwrap();

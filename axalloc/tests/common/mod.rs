@@ -42,7 +42,10 @@ pub fn region(bytes: usize) -> (usize, usize) {
     let layout = Layout::from_size_align(bytes, GIB).unwrap();
     // SAFETY: the layout has a non-zero size.
     let ptr = unsafe { std::alloc::alloc(layout) };
-    assert!(!ptr.is_null(), "cannot reserve a {bytes:#x}-byte test region");
+    assert!(
+        !ptr.is_null(),
+        "cannot reserve a {bytes:#x}-byte test region"
+    );
     (ptr as usize, bytes)
 }
 
