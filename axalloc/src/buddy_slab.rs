@@ -8,8 +8,8 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use axallocator::{AllocError, AllocResult};
-use buddy_slab_allocator::AllocError as CoreError;
-use buddy_slab_allocator::arceos::{ArceOsHeap, region};
+use buddy_slab_allocator::arceos::{ArceOsHeap, ArceOsPlatform, region};
+use buddy_slab_allocator::{AllocError as CoreError, Platform};
 use kspin::SpinNoIrq;
 use memory_addr::VirtAddr;
 
@@ -22,26 +22,34 @@ pub type DefaultByteAllocator = ArceOsHeap;
 #[cfg(feature = "hv")]
 struct HvTranslator;
 
+/// The hypervisor's translator. A leaf lock, held only to copy the
+/// reference in or out: never while the translator runs or another lock
+/// is taken, so the core may translate under its buddy lock.
 #[cfg(feature = "hv")]
-static TRANSLATOR: kspin::SpinNoIrq<Option<&'static dyn crate::AddrTranslator>> =
-    kspin::SpinNoIrq::new(None);
+static TRANSLATOR: SpinNoIrq<Option<&'static dyn crate::AddrTranslator>> = SpinNoIrq::new(None);
 
 #[cfg(feature = "hv")]
 impl buddy_slab_allocator::arceos::VirtToPhys for HvTranslator {
     fn virt_to_phys(&self, vaddr: VirtAddr) -> Option<memory_addr::PhysAddr> {
-        let t = (*TRANSLATOR.lock())?;
-        t.virt_to_phys(vaddr.as_usize())
+        let translator = (*TRANSLATOR.lock())?;
+        translator
+            .virt_to_phys(vaddr.as_usize())
             .map(memory_addr::PhysAddr::from)
     }
 }
 
-/// Installs the hypervisor's address translator (before `init`).
+/// Installs the hypervisor's address translator for every later
+/// translation of the core (one for the whole kernel: the core's ArceOS
+/// platform has a single translator).
 #[cfg(feature = "hv")]
 pub fn set_addr_translator(translator: &'static dyn crate::AddrTranslator) {
     static ADAPTER: &dyn buddy_slab_allocator::arceos::VirtToPhys = &HvTranslator;
     *TRANSLATOR.lock() = Some(translator);
     buddy_slab_allocator::arceos::set_translator(&ADAPTER);
 }
+
+/// Physical end (exclusive) of DMA32 memory.
+const DMA32_END: u64 = 1 << 32;
 
 /// Maps the core's errors onto axallocator's (the API's error type).
 fn map_err(e: CoreError) -> AllocError {
@@ -175,11 +183,31 @@ impl Backend {
         num_pages: usize,
         align_pow2: usize,
     ) -> AllocResult<usize> {
-        if !align_pow2.is_power_of_two() || start % align_pow2 != 0 {
+        if !align_pow2.is_power_of_two() || !start.is_multiple_of(align_pow2) {
             return Err(AllocError::InvalidParam);
         }
         // The core reclaims per-CPU caches before it reports NoMemory.
         self.or_grow(|| self.inner.alloc_pages_at(start, num_pages))
+    }
+
+    /// Pages whose physical addresses all lie below 4 GiB.
+    ///
+    /// The core serves them from the sections below its lowmem limit (a
+    /// knob, `lowmem-limit`, 4 GiB by default), checking the first and last
+    /// byte through the platform's translation. DMA32 means below 4 GiB
+    /// whatever the knob says, so a run that ends above is given back.
+    pub fn alloc_dma32_pages(&self, num_pages: usize, align_pow2: usize) -> AllocResult<usize> {
+        let addr = self.or_grow(|| self.inner.alloc_pages_lowmem(num_pages, align_pow2))?;
+        let last = addr + (num_pages * PAGE_SIZE - 1);
+        let below = |vaddr| (ArceOsPlatform::virt_to_phys(vaddr) as u64) < DMA32_END;
+        if below(addr) && below(last) {
+            return Ok(addr);
+        }
+        error!("axalloc: buddy-slab lowmem run at {addr:#x} ends above 4 GiB (lowmem-limit?)");
+        // SAFETY: the run was allocated just above with this count and has
+        // not been handed out.
+        unsafe { self.dealloc_pages(addr, num_pages) };
+        Err(AllocError::NoMemory)
     }
 
     /// Frees a page run; says whether the core took it back. The core

@@ -224,6 +224,43 @@ impl GlobalAllocator {
         Ok(addr)
     }
 
+    /// Allocates `num_pages` contiguous pages whose physical addresses all
+    /// lie below 4 GiB (DMA32), aligned to `align_pow2` bytes, and accounts
+    /// them to `kind`. Returns the start virtual address; free the run with
+    /// [`GlobalAllocator::dealloc_pages`].
+    ///
+    /// Physical addresses come from the platform's linear map or, with
+    /// `hv`, from the installed [`AddrTranslator`]. Ordinary page and byte
+    /// requests take memory below 4 GiB last.
+    ///
+    /// The published crate has this method with `hv` only; here it comes
+    /// with the buddy-slab backend (`buddy-slab`, which `hv` selects).
+    #[cfg(feature = "buddy-slab")]
+    pub fn alloc_dma32_pages(
+        &self,
+        num_pages: usize,
+        align_pow2: usize,
+        kind: UsageKind,
+    ) -> AllocResult<usize> {
+        let bytes = pages_to_bytes(num_pages)?;
+        let addr = self.backend.alloc_dma32_pages(num_pages, align_pow2)?;
+        self.usages.add(kind, bytes);
+        Ok(addr)
+    }
+
+    /// Installs the hypervisor's translation of the heap's virtual
+    /// addresses to physical ones, used by every later translation
+    /// (DMA32 requests, the split of regions at 4 GiB). Call it before
+    /// [`GlobalAllocator::init`], as [`global_init`] does: a region keeps
+    /// the split made when it was added.
+    ///
+    /// There is one translator for the kernel, not one per allocator: the
+    /// buddy-slab core's ArceOS platform reads it.
+    #[cfg(feature = "hv")]
+    pub fn set_addr_translator(&self, translator: &'static dyn AddrTranslator) {
+        imp::set_addr_translator(translator);
+    }
+
     /// Allocates `num_pages` contiguous pages starting exactly at `start`
     /// (which must be aligned to `align_pow2`) and accounts them to `kind`.
     pub fn alloc_pages_at(
@@ -318,11 +355,13 @@ pub fn global_allocator() -> &'static GlobalAllocator {
     &GLOBAL_ALLOCATOR
 }
 
-/// Translation of virtual to physical addresses, supplied by the hypervisor
-/// runtime (feature `hv`).
+/// Translation of the heap's virtual addresses to physical ones, supplied
+/// by the hypervisor runtime (feature `hv`; the published crate re-exports
+/// buddy-slab-allocator 0.2's trait of the same shape).
 #[cfg(feature = "hv")]
 pub trait AddrTranslator: Sync {
-    /// The physical address of `va`, if it is mapped.
+    /// The physical address of `va`, or `None` if it is not mapped (the
+    /// platform's linear map is used then).
     fn virt_to_phys(&self, va: usize) -> Option<usize>;
 }
 
@@ -336,10 +375,12 @@ pub fn global_init(start_vaddr: usize, size: usize) {
 
 /// Initializes the global allocator with the memory region
 /// `[start_vaddr, start_vaddr + size)` and the hypervisor's address
-/// translator; see [`GlobalAllocator::init`].
+/// translator; see [`GlobalAllocator::init`]. The translator is installed
+/// first (the published crate installs it after init), so the region is
+/// split at 4 GiB by its physical addresses.
 #[cfg(feature = "hv")]
 pub fn global_init(start_vaddr: usize, size: usize, translator: &'static dyn AddrTranslator) {
-    imp::set_addr_translator(translator);
+    GLOBAL_ALLOCATOR.set_addr_translator(translator);
     init_global(start_vaddr, size);
 }
 

@@ -114,11 +114,6 @@ impl PagePool {
     }
 }
 
-/// The stock backend needs no address translation; `hv` only changes the
-/// signature of `global_init`.
-#[cfg(feature = "hv")]
-pub fn set_addr_translator(_translator: &'static dyn crate::AddrTranslator) {}
-
 impl Backend {
     pub const NAME: &'static str = NAME;
 

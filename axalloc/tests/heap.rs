@@ -360,16 +360,7 @@ fn global_heap() {
     #[cfg(not(feature = "hv"))]
     axalloc::global_init(start, size);
     #[cfg(feature = "hv")]
-    {
-        struct Linear;
-        impl axalloc::AddrTranslator for Linear {
-            fn virt_to_phys(&self, va: usize) -> Option<usize> {
-                Some(common::virt_to_phys(va))
-            }
-        }
-        static LINEAR: Linear = Linear;
-        axalloc::global_init(start, size, &LINEAR);
-    }
+    axalloc::global_init(start, size, &common::TRANSLATOR);
     let heap: &'static GlobalAllocator = global_allocator();
     assert_eq!(heap.name(), expected_name());
     let (extra, extra_size) = region(HEAP_BYTES);
@@ -379,7 +370,7 @@ fn global_heap() {
     let layout = Layout::from_size_align(300, 16).unwrap();
     // SAFETY: a non-zero-size layout; freed below with the same layout.
     let ptr = unsafe { core::alloc::GlobalAlloc::alloc(heap, layout) };
-    assert!(!ptr.is_null() && ptr as usize % 16 == 0);
+    assert!(!ptr.is_null() && (ptr as usize).is_multiple_of(16));
     assert_eq!(heap.usages().get(UsageKind::RustHeap), 300);
     // SAFETY: allocated above with this layout.
     unsafe { core::alloc::GlobalAlloc::dealloc(heap, ptr, layout) };
@@ -408,4 +399,78 @@ fn global_heap() {
     assert!(GlobalPage::alloc_contiguous(1 << 30, PAGE_SIZE).is_err());
     drop((one, zero, run));
     assert_eq!(heap.usages().get(UsageKind::Global), 0);
+}
+
+/// DMA32 pages (`alloc_dma32_pages`, the published `hv` API; here with the
+/// buddy-slab backend, so also under `buddy-slab` alone): the first 4 MiB
+/// of the heap's region are mapped below 4 GiB, the rest above. Without
+/// `hv` the dummy platform maps them; with `hv` the installed
+/// `AddrTranslator` does, while the platform says everything is above.
+#[cfg(feature = "buddy-slab")]
+#[test]
+fn dma32_pages_lie_below_4_gib() {
+    const LOW: usize = 4 << 20;
+    const DMA32_END: usize = 1 << 32;
+    const RUN: usize = 4;
+    let _serial = serial();
+    let (start, size) = region(HEAP_BYTES);
+    let heap: &'static GlobalAllocator = Box::leak(Box::new(GlobalAllocator::new()));
+    #[cfg(not(feature = "hv"))]
+    common::map_phys(start, DMA32_END - LOW);
+    #[cfg(feature = "hv")]
+    {
+        common::map_phys(start, DMA32_END);
+        common::map_phys_hv(start, DMA32_END - LOW);
+        heap.set_addr_translator(&common::TRANSLATOR);
+    }
+    let phys = |vaddr: usize| vaddr - start + DMA32_END - LOW;
+    heap.init(start, size);
+
+    let kind = UsageKind::Dma;
+    let mut runs = Vec::new();
+    while let Ok(addr) = heap.alloc_dma32_pages(RUN, RUN * PAGE_SIZE, kind) {
+        assert_eq!(addr % (RUN * PAGE_SIZE), 0);
+        assert!(
+            phys(addr + RUN * PAGE_SIZE - 1) < DMA32_END,
+            "{addr:#x} above 4 GiB"
+        );
+        fill(page_ptr(addr), RUN * PAGE_SIZE, runs.len() as u8);
+        runs.push(addr);
+        assert_eq!(heap.usages().get(kind), runs.len() * RUN * PAGE_SIZE);
+    }
+    // All of the low part but its page metadata and CPU slots, no more.
+    let dma_bytes = runs.len() * RUN * PAGE_SIZE;
+    assert!(
+        (LOW - (256 << 10)..=LOW).contains(&dma_bytes),
+        "{dma_bytes:#x} DMA32 bytes"
+    );
+    // Ordinary pages come from above 4 GiB, and are still there.
+    let high = heap
+        .alloc_pages(RUN, PAGE_SIZE, UsageKind::VirtMem)
+        .unwrap();
+    assert!(phys(high) >= DMA32_END);
+    heap.dealloc_pages(high, RUN, UsageKind::VirtMem);
+    // A freed DMA32 run can be had again; the others kept their contents.
+    let last = runs.pop().unwrap();
+    heap.dealloc_pages(last, RUN, kind);
+    assert_eq!(
+        heap.alloc_dma32_pages(RUN, PAGE_SIZE, kind).ok(),
+        Some(last)
+    );
+    runs.push(last);
+    for (i, &addr) in runs[..runs.len() - 1].iter().enumerate() {
+        check(page_ptr(addr), RUN * PAGE_SIZE, i as u8);
+    }
+    // Bad requests.
+    assert!(heap.alloc_dma32_pages(0, PAGE_SIZE, kind).is_err());
+    assert!(heap.alloc_dma32_pages(1, 3 * PAGE_SIZE, kind).is_err());
+    assert!(
+        heap.alloc_dma32_pages(usize::MAX / PAGE_SIZE, PAGE_SIZE, kind)
+            .is_err()
+    );
+    assert_eq!(heap.usages().get(kind), dma_bytes);
+    for addr in runs {
+        heap.dealloc_pages(addr, RUN, kind);
+    }
+    assert_eq!(heap.usages().get(kind), 0);
 }

@@ -24,11 +24,16 @@ pub const PAGE_SIZE: usize = 0x1000;
 /// One gibibyte.
 pub const GIB: usize = 1 << 30;
 
-/// Serialises the tests of one test binary (see the module doc).
+/// Serialises the tests of one test binary (see the module doc), and
+/// starts each with identity address translation (a failed test may have
+/// left its own).
 pub fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     // A failed test poisons the lock; the next test still runs.
-    LOCK.lock().unwrap_or_else(PoisonError::into_inner)
+    let guard = LOCK.lock().unwrap_or_else(PoisonError::into_inner);
+    PHYS_OFFSET.store(0, Ordering::SeqCst);
+    TRANSLATOR_OFFSET.store(0, Ordering::SeqCst);
+    guard
 }
 
 /// A leaked region of `bytes` bytes starting at a gigabyte boundary, as
@@ -87,6 +92,31 @@ pub fn map_phys(vaddr: usize, paddr: usize) {
 pub fn virt_to_phys(vaddr: usize) -> usize {
     vaddr.wrapping_sub(PHYS_OFFSET.load(Ordering::SeqCst))
 }
+
+/// `virt - TRANSLATOR_OFFSET` is what [`TRANSLATOR`] reports.
+static TRANSLATOR_OFFSET: AtomicUsize = AtomicUsize::new(0);
+
+/// Makes [`TRANSLATOR`] translate `vaddr` to `paddr` (and every other
+/// address by the same offset).
+pub fn map_phys_hv(vaddr: usize, paddr: usize) {
+    TRANSLATOR_OFFSET.store(vaddr.wrapping_sub(paddr), Ordering::SeqCst);
+}
+
+/// A hypervisor's address translator (feature `hv`), independent of the
+/// dummy platform's translation.
+#[cfg(feature = "hv")]
+pub struct Translator;
+
+#[cfg(feature = "hv")]
+impl axalloc::AddrTranslator for Translator {
+    fn virt_to_phys(&self, va: usize) -> Option<usize> {
+        Some(va.wrapping_sub(TRANSLATOR_OFFSET.load(Ordering::SeqCst)))
+    }
+}
+
+/// The translator the `hv` tests install.
+#[cfg(feature = "hv")]
+pub static TRANSLATOR: Translator = Translator;
 
 /// The platform memory interface that axhal's dummy platform would
 /// provide: the buddy-slab backend (the core's `arceos` binding) calls
