@@ -48,6 +48,10 @@ const PAGE_SIZE: usize = 0x1000;
 mod page;
 pub use page::GlobalPage;
 
+/// Tracking of memory usage, enabled with the `tracking` feature.
+#[cfg(feature = "tracking")]
+pub mod tracking;
+
 cfg_if::cfg_if! {
     if #[cfg(feature = "buddy-slab")] {
         mod buddy_slab;
@@ -328,11 +332,18 @@ fn pages_to_bytes(num_pages: usize) -> AllocResult<usize> {
 }
 
 // SAFETY: `alloc` returns memory for `layout` from the backend or null
-// (never unwinds); `dealloc` forwards the caller's contract.
+// (never unwinds); `dealloc` forwards the caller's contract. Tracking
+// (feature `tracking`) records a block after the backend served it and
+// drops the record before the backend has it back; it never touches the
+// block itself.
 unsafe impl GlobalAlloc for GlobalAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         match GlobalAllocator::alloc(self, layout) {
-            Ok(ptr) => ptr.as_ptr(),
+            Ok(ptr) => {
+                #[cfg(feature = "tracking")]
+                tracking::on_alloc(self, ptr, layout);
+                ptr.as_ptr()
+            }
             // Null lets `alloc::alloc::handle_alloc_error` report the layout.
             Err(_) => core::ptr::null_mut(),
         }
@@ -340,6 +351,8 @@ unsafe impl GlobalAlloc for GlobalAllocator {
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         if let Some(ptr) = NonNull::new(ptr) {
+            #[cfg(feature = "tracking")]
+            tracking::on_dealloc(self, ptr, layout);
             GlobalAllocator::dealloc(self, ptr, layout);
         }
     }
