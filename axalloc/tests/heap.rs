@@ -414,7 +414,7 @@ fn dma32_pages_lie_below_4_gib() {
     const RUN: usize = 4;
     let _serial = serial();
     let (start, size) = region(HEAP_BYTES);
-    let heap: &'static GlobalAllocator = Box::leak(Box::new(GlobalAllocator::new()));
+    let heap = common::empty_heap();
     #[cfg(not(feature = "hv"))]
     common::map_phys(start, DMA32_END - LOW);
     #[cfg(feature = "hv")]

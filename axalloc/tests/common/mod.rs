@@ -54,10 +54,23 @@ pub fn region(bytes: usize) -> (usize, usize) {
     (ptr as usize, bytes)
 }
 
-/// A fresh allocator that manages a new region of `bytes` bytes; leaked,
-/// so it never moves and outlives everything it hands out.
+/// The heaps the tests use, one each: statics, because with
+/// `page-alloc-64g` a stock `GlobalAllocator` holds a 2 MiB bitmap, more
+/// than a test thread's stack takes on the way into a `Box`. A static
+/// never moves and outlives everything it hands out.
+static HEAPS: [GlobalAllocator; 32] = [const { GlobalAllocator::new() }; 32];
+static NEXT_HEAP: AtomicUsize = AtomicUsize::new(0);
+
+/// An allocator no test has used, not initialised.
+pub fn empty_heap() -> &'static GlobalAllocator {
+    HEAPS
+        .get(NEXT_HEAP.fetch_add(1, Ordering::Relaxed))
+        .expect("the tests use more heaps than common::HEAPS holds")
+}
+
+/// An allocator that manages a new region of `bytes` bytes.
 pub fn heap(bytes: usize) -> &'static GlobalAllocator {
-    let heap: &'static GlobalAllocator = Box::leak(Box::new(GlobalAllocator::new()));
+    let heap = empty_heap();
     let (start, size) = region(bytes);
     heap.init(start, size);
     heap
