@@ -2,6 +2,22 @@
 //! `axalloc` 0.3.0-preview.3), with this project's buddy + per-CPU slab
 //! allocator as an optional backend.
 //!
+//! The public API is the published crate's for every feature (checked
+//! item by item by `tests/api.rs`, which is also compiled against the
+//! published crate); an app selects this crate with
+//! `[patch.crates-io] axalloc = { path = ".../axalloc" }`.
+//!
+//! # Features
+//!
+//! | feature | selects |
+//! |---|---|
+//! | `tlsf` (default), `slab`, `buddy` | the stock backend's byte allocator from axallocator (slab > buddy > tlsf when several are on) |
+//! | `level-1` | stock backend, one level: the byte allocator owns all memory and serves pages too |
+//! | `page-alloc-4g`, `page-alloc-64g` | the stock bitmap page allocator's capacity (default 256 MiB) |
+//! | `buddy-slab` | this project's backend; adds `GlobalAllocator::alloc_dma32_pages` |
+//! | `hv` | Axvisor's allocator: the buddy-slab backend plus `AddrTranslator`, `GlobalAllocator::set_addr_translator` and the three-argument [`global_init`] |
+//! | `tracking` | the `tracking` module: per-allocation records with backtraces, over either backend |
+//!
 //! # Layers
 //!
 //! - This file is the policy layer, identical for every backend: the
@@ -12,15 +28,35 @@
 //!   - `stock` (default): what ArceOS ships, a byte allocator from
 //!     `axallocator` (TLSF, slab or buddy, by feature) that grows on demand
 //!     from a bitmap page allocator;
-//!   - `buddy_slab` (feature `buddy-slab`): `buddy_slab_allocator`'s global
-//!     facade, bound to ArceOS's CPU ids, IRQ-safe locks and address map.
+//!   - `buddy_slab` (feature `buddy-slab`, or `hv`): `buddy_slab_allocator`'s
+//!     global facade, bound to ArceOS's CPU ids, IRQ-safe locks and address
+//!     map (the core's `arceos` feature).
+//! - `tracking` (feature `tracking`) records allocations made through
+//!   [`GlobalAlloc`], outside the backend's critical sections.
 //!
 //! # Usage accounting
 //!
 //! [`Usages`] counts live bytes per [`UsageKind`]: byte allocations count
 //! their `layout.size()` as [`UsageKind::RustHeap`]; page allocations count
-//! `num_pages * PAGE_SIZE` under the kind the caller names. Memory a backend
-//! takes internally (heap growth, slab pages) is not a usage.
+//! `num_pages * PAGE_SIZE` under the kind the caller names (every kind: the
+//! published stock crate skips `RustHeap` pages on allocation but not on
+//! free). Memory a backend takes internally (heap growth, slab pages) is
+//! not a usage. A page free the backend refuses (double, foreign,
+//! unaligned; with buddy-slab also a wrong count) moves no counter; byte
+//! frees always count, as neither backend reports a refused one, and a
+//! counter never goes below zero.
+//!
+//! # Where this crate differs from the published one
+//!
+//! Beyond the backend: `alloc_pages_at` under `level-1` returns
+//! `InvalidParam` (published: panics); a one-page request honours its
+//! alignment on the stock backend; with `hv` the figures
+//! (`used_bytes`, ...) are real (published: 0), [`DefaultByteAllocator`] is
+//! the core's `ArceOsHeap` (published: buddy-slab-allocator 0.2's
+//! `SlabByteAllocator`), [`global_init`] installs the translator before
+//! the first region is added, [`GlobalAllocator::name`] is `buddy-slab`;
+//! the [`GlobalAlloc`] impl returns null on exhaustion (published: calls
+//! `handle_alloc_error`).
 //!
 //! # Boot log
 //!
@@ -48,7 +84,6 @@ const PAGE_SIZE: usize = 0x1000;
 mod page;
 pub use page::GlobalPage;
 
-/// Tracking of memory usage, enabled with the `tracking` feature.
 #[cfg(feature = "tracking")]
 pub mod tracking;
 
@@ -234,7 +269,7 @@ impl GlobalAllocator {
     /// [`GlobalAllocator::dealloc_pages`].
     ///
     /// Physical addresses come from the platform's linear map or, with
-    /// `hv`, from the installed [`AddrTranslator`]. Ordinary page and byte
+    /// `hv`, from the installed `AddrTranslator`. Ordinary page and byte
     /// requests take memory below 4 GiB last.
     ///
     /// The published crate has this method with `hv` only; here it comes

@@ -1,8 +1,10 @@
-//! Allocation tracking (feature `tracking`): while tracking is enabled,
-//! every allocation made through [`GlobalAlloc`](core::alloc::GlobalAlloc)
-//! (the Rust heap of the kernel) gets a record — its layout, a backtrace
-//! and a generation number — that lives until the block is freed. The
-//! functions and [`AllocationInfo`] are those of the published crate.
+//! Tracking of memory usage, enabled with the `tracking` feature.
+//!
+//! While tracking is enabled, every allocation made through
+//! [`GlobalAlloc`](core::alloc::GlobalAlloc) (the Rust heap of the kernel)
+//! gets a record — its layout, a backtrace and a generation number — that
+//! lives until the block is freed. The functions and [`AllocationInfo`]
+//! are those of the published crate.
 //!
 //! # Records without recursion
 //!
@@ -21,7 +23,7 @@
 //!   counts as [`UsageKind::RustHeap`](crate::UsageKind) usage, as the
 //!   published crate's `BTreeMap` nodes do. If there is no memory for it,
 //!   the allocation stands and goes unrecorded.
-//! - Records are spread over [`NR_BUCKETS`] chains by address, each with
+//! - Records are spread over `NR_BUCKETS` (1024) chains by address, each with
 //!   its own lock, held only to link or unlink a record.
 //!
 //! The published crate instead holds one IRQ-safe lock over the backend
