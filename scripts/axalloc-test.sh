@@ -12,9 +12,9 @@
 #   2. tests/api.rs checked against the published axalloc 0.3.0-preview.3
 #      itself (axalloc/api-published, for the sets it has features for), so
 #      the API test cannot drift from the real API;
-# then clippy -D warnings with the backend features, the core's `arceos`
-# binding as a kernel builds it (no std), and a no_std check of the
-# tracking and hv code for riscv64.
+# then clippy -D warnings with the backend features, the crate docs, the
+# core's `arceos` binding as a kernel builds it (no std), and a no_std
+# check of the tracking and hv code for riscv64.
 #
 # Usage: scripts/axalloc-test.sh [FEATURE_SET...]   (default: all below;
 # "default" names the default features)
@@ -52,6 +52,11 @@ if (($# == 0)); then
     for set in "${clippy_sets[@]}"; do
         echo "== axalloc [$set]: clippy"
         cargo clippy -q -p axalloc --all-targets --features "$set" -- -D warnings
+    done
+    for set in default hv,tracking; do
+        echo "== axalloc [$set]: docs without broken links"
+        # shellcheck disable=SC2046
+        RUSTDOCFLAGS="-D warnings" cargo doc -q --no-deps -p axalloc $(features "$set")
     done
     echo "== buddy-slab-allocator [arceos, no std]: clippy"
     cargo clippy -q -p buddy-slab-allocator --lib --no-default-features --features arceos -- -D warnings

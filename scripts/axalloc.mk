@@ -7,8 +7,8 @@
 #                 forwards and with the buddy-slab backend, the API test
 #                 also checked against the published axalloc 0.3.0-preview.3,
 #                 clippy with buddy-slab / hv / tracking / level-1 and the
-#                 core's `arceos` binding, a no_std check of tracking and
-#                 hv. Part of `make test`. AXALLOC_SETS="hv tracking" runs
+#                 core's `arceos` binding, the docs, a no_std check of
+#                 tracking and hv. Part of `make test`. AXALLOC_SETS="hv tracking" runs
 #                 only those feature sets' tests.
 
 AXALLOC_SETS ?=
