@@ -216,8 +216,9 @@ impl Backend {
     ///
     /// # Safety
     ///
-    /// The pages were returned by [`Backend::alloc_pages`] /
-    /// [`Backend::alloc_pages_at`] with this count.
+    /// The pages were returned by [`Backend::alloc_pages`],
+    /// [`Backend::alloc_pages_at`] or [`Backend::alloc_dma32_pages`] with
+    /// this count.
     pub unsafe fn dealloc_pages(&self, pos: usize, num_pages: usize) -> bool {
         // SAFETY: forwarded caller contract.
         match unsafe { self.inner.dealloc_pages(pos, num_pages) } {

@@ -316,8 +316,8 @@ impl GlobalAllocator {
     }
 
     /// Gives back `num_pages` pages at `pos` obtained from
-    /// [`GlobalAllocator::alloc_pages`] or [`GlobalAllocator::alloc_pages_at`]
-    /// with the same count and `kind`.
+    /// [`GlobalAllocator::alloc_pages`], [`GlobalAllocator::alloc_pages_at`]
+    /// or `alloc_dma32_pages` with the same count and `kind`.
     ///
     /// A free the backend finds bad (a double free, a foreign or unaligned
     /// address, with buddy-slab also a wrong count) is logged and ignored,
