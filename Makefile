@@ -10,6 +10,7 @@
 # Targets:
 #   test        everything CI runs (the README's test command)
 #   host-test   formatting, lints, host unit/integration/property/stress tests
+#   axalloc-test  the axalloc member under every feature set (scripts/axalloc.mk)
 #   cross       no_std builds for the three kernel targets
 #   bench       side-by-side benchmark (scripts/bench.mk)
 #   fuzz, loom, miri, faults   robustness checks (scripts/fuzz.mk)
@@ -33,7 +34,7 @@ CROSS_TARGETS := riscv64gc-unknown-none-elf aarch64-unknown-none-softfloat x86_6
 
 CHURN_SECS ?= 180
 
-test: host-test cross faults loom miri-smoke fuzz-smoke bench-smoke kernel-test bench-kernel-smoke kernel-config-test
+test: host-test axalloc-test cross faults loom miri-smoke fuzz-smoke bench-smoke kernel-test bench-kernel-smoke kernel-config-test
 
 host-test: setup-host fmt-check clippy doc unit config-test
 
@@ -77,6 +78,7 @@ churn:
 		cargo test --release --test churn churn_long -- --ignored --nocapture
 	cargo run --release -q -p scale-plot -- plot/results/churn.csv plot/results/churn.svg
 
+-include scripts/axalloc.mk
 -include scripts/kernel.mk
 -include scripts/bench.mk
 -include scripts/fuzz.mk

@@ -8,8 +8,8 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use axallocator::{AllocError, AllocResult};
-use buddy_slab_allocator::AllocError as CoreError;
-use buddy_slab_allocator::arceos::{ArceOsHeap, region};
+use buddy_slab_allocator::arceos::{ArceOsHeap, ArceOsPlatform, region};
+use buddy_slab_allocator::{AllocError as CoreError, Platform};
 use kspin::SpinNoIrq;
 use memory_addr::VirtAddr;
 
@@ -22,26 +22,34 @@ pub type DefaultByteAllocator = ArceOsHeap;
 #[cfg(feature = "hv")]
 struct HvTranslator;
 
+/// The hypervisor's translator. A leaf lock, held only to copy the
+/// reference in or out: never while the translator runs or another lock
+/// is taken, so the core may translate under its buddy lock.
 #[cfg(feature = "hv")]
-static TRANSLATOR: kspin::SpinNoIrq<Option<&'static dyn crate::AddrTranslator>> =
-    kspin::SpinNoIrq::new(None);
+static TRANSLATOR: SpinNoIrq<Option<&'static dyn crate::AddrTranslator>> = SpinNoIrq::new(None);
 
 #[cfg(feature = "hv")]
 impl buddy_slab_allocator::arceos::VirtToPhys for HvTranslator {
     fn virt_to_phys(&self, vaddr: VirtAddr) -> Option<memory_addr::PhysAddr> {
-        let t = (*TRANSLATOR.lock())?;
-        t.virt_to_phys(vaddr.as_usize())
+        let translator = (*TRANSLATOR.lock())?;
+        translator
+            .virt_to_phys(vaddr.as_usize())
             .map(memory_addr::PhysAddr::from)
     }
 }
 
-/// Installs the hypervisor's address translator (before `init`).
+/// Installs the hypervisor's address translator for every later
+/// translation of the core (one for the whole kernel: the core's ArceOS
+/// platform has a single translator).
 #[cfg(feature = "hv")]
 pub fn set_addr_translator(translator: &'static dyn crate::AddrTranslator) {
     static ADAPTER: &dyn buddy_slab_allocator::arceos::VirtToPhys = &HvTranslator;
     *TRANSLATOR.lock() = Some(translator);
     buddy_slab_allocator::arceos::set_translator(&ADAPTER);
 }
+
+/// Physical end (exclusive) of DMA32 memory.
+const DMA32_END: u64 = 1 << 32;
 
 /// Maps the core's errors onto axallocator's (the API's error type).
 fn map_err(e: CoreError) -> AllocError {
@@ -160,9 +168,11 @@ impl Backend {
     /// # Safety
     ///
     /// `pos`/`layout` are a live allocation from [`Backend::alloc`].
-    pub unsafe fn dealloc(&self, pos: NonNull<u8>, layout: Layout) {
+    /// Whether the core accepted the free (a rejected one changed nothing
+    /// and is reported by the core).
+    pub unsafe fn dealloc(&self, pos: NonNull<u8>, layout: Layout) -> bool {
         // SAFETY: forwarded caller contract.
-        unsafe { self.inner.dealloc(pos, layout) }
+        unsafe { self.inner.try_dealloc(pos, layout) }.is_ok()
     }
 
     pub fn alloc_pages(&self, num_pages: usize, align_pow2: usize) -> AllocResult<usize> {
@@ -175,22 +185,51 @@ impl Backend {
         num_pages: usize,
         align_pow2: usize,
     ) -> AllocResult<usize> {
-        if !align_pow2.is_power_of_two() || start % align_pow2 != 0 {
+        if !align_pow2.is_power_of_two() || !start.is_multiple_of(align_pow2) {
             return Err(AllocError::InvalidParam);
         }
         // The core reclaims per-CPU caches before it reports NoMemory.
         self.or_grow(|| self.inner.alloc_pages_at(start, num_pages))
     }
 
+    /// Pages whose physical addresses all lie below 4 GiB.
+    ///
+    /// The core serves them from the sections below its lowmem limit (a
+    /// knob, `lowmem-limit`, 4 GiB by default), checking the first and last
+    /// byte through the platform's translation. DMA32 means below 4 GiB
+    /// whatever the knob says, so a run that ends above is given back.
+    pub fn alloc_dma32_pages(&self, num_pages: usize, align_pow2: usize) -> AllocResult<usize> {
+        let addr = self.or_grow(|| self.inner.alloc_pages_lowmem(num_pages, align_pow2))?;
+        let last = addr + (num_pages * PAGE_SIZE - 1);
+        let below = |vaddr| (ArceOsPlatform::virt_to_phys(vaddr) as u64) < DMA32_END;
+        if below(addr) && below(last) {
+            return Ok(addr);
+        }
+        error!("axalloc: buddy-slab lowmem run at {addr:#x} ends above 4 GiB (lowmem-limit?)");
+        // SAFETY: the run was allocated just above with this count and has
+        // not been handed out.
+        unsafe { self.dealloc_pages(addr, num_pages) };
+        Err(AllocError::NoMemory)
+    }
+
+    /// Frees a page run; says whether the core took it back. The core
+    /// validates every page free (double, foreign, interior, wrong count)
+    /// and changes nothing for a bad one.
+    ///
     /// # Safety
     ///
-    /// The pages were returned by [`Backend::alloc_pages`] /
-    /// [`Backend::alloc_pages_at`] with this count.
-    pub unsafe fn dealloc_pages(&self, pos: usize, num_pages: usize) {
+    /// The pages were returned by [`Backend::alloc_pages`],
+    /// [`Backend::alloc_pages_at`] or [`Backend::alloc_dma32_pages`] with
+    /// this count.
+    pub unsafe fn dealloc_pages(&self, pos: usize, num_pages: usize) -> bool {
         // SAFETY: forwarded caller contract.
-        if let Err(e) = unsafe { self.inner.dealloc_pages(pos, num_pages) } {
-            // The published API cannot report it; the core left its state intact.
-            error!("axalloc: rejected dealloc_pages({pos:#x}, {num_pages}): {e}");
+        match unsafe { self.inner.dealloc_pages(pos, num_pages) } {
+            Ok(()) => true,
+            Err(e) => {
+                // The published API cannot report it; the core logged it.
+                error!("axalloc: rejected dealloc_pages({pos:#x}, {num_pages}): {e}");
+                false
+            }
         }
     }
 

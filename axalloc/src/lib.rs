@@ -2,6 +2,22 @@
 //! `axalloc` 0.3.0-preview.3), with this project's buddy + per-CPU slab
 //! allocator as an optional backend.
 //!
+//! The public API is the published crate's for every feature (checked
+//! item by item by `tests/api.rs`, which is also compiled against the
+//! published crate); an app selects this crate with
+//! `[patch.crates-io] axalloc = { path = ".../axalloc" }`.
+//!
+//! # Features
+//!
+//! | feature | selects |
+//! |---|---|
+//! | `tlsf` (default), `slab`, `buddy` | the stock backend's byte allocator from axallocator (slab > buddy > tlsf when several are on) |
+//! | `level-1` | stock backend, one level: the byte allocator owns all memory and serves pages too |
+//! | `page-alloc-4g`, `page-alloc-64g` | the stock bitmap page allocator's capacity (default 256 MiB) |
+//! | `buddy-slab` | this project's backend; adds `GlobalAllocator::alloc_dma32_pages` |
+//! | `hv` | Axvisor's allocator: the buddy-slab backend plus `AddrTranslator`, `GlobalAllocator::set_addr_translator` and the three-argument [`global_init`] |
+//! | `tracking` | the `tracking` module: per-allocation records with backtraces, over either backend |
+//!
 //! # Layers
 //!
 //! - This file is the policy layer, identical for every backend: the
@@ -12,15 +28,35 @@
 //!   - `stock` (default): what ArceOS ships, a byte allocator from
 //!     `axallocator` (TLSF, slab or buddy, by feature) that grows on demand
 //!     from a bitmap page allocator;
-//!   - `buddy_slab` (feature `buddy-slab`): `buddy_slab_allocator`'s global
-//!     facade, bound to ArceOS's CPU ids, IRQ-safe locks and address map.
+//!   - `buddy_slab` (feature `buddy-slab`, or `hv`): `buddy_slab_allocator`'s
+//!     global facade, bound to ArceOS's CPU ids, IRQ-safe locks and address
+//!     map (the core's `arceos` feature).
+//! - `tracking` (feature `tracking`) records allocations made through
+//!   [`GlobalAlloc`], outside the backend's critical sections.
 //!
 //! # Usage accounting
 //!
 //! [`Usages`] counts live bytes per [`UsageKind`]: byte allocations count
 //! their `layout.size()` as [`UsageKind::RustHeap`]; page allocations count
-//! `num_pages * PAGE_SIZE` under the kind the caller names. Memory a backend
-//! takes internally (heap growth, slab pages) is not a usage.
+//! `num_pages * PAGE_SIZE` under the kind the caller names (every kind: the
+//! published stock crate skips `RustHeap` pages on allocation but not on
+//! free). Memory a backend takes internally (heap growth, slab pages) is
+//! not a usage. A page free the backend refuses (double, foreign,
+//! unaligned; with buddy-slab also a wrong count) moves no counter; byte
+//! frees always count, as neither backend reports a refused one, and a
+//! counter never goes below zero.
+//!
+//! # Where this crate differs from the published one
+//!
+//! Beyond the backend: `alloc_pages_at` under `level-1` returns
+//! `InvalidParam` (published: panics); a one-page request honours its
+//! alignment on the stock backend; with `hv` the figures
+//! (`used_bytes`, ...) are real (published: 0), [`DefaultByteAllocator`] is
+//! the core's `ArceOsHeap` (published: buddy-slab-allocator 0.2's
+//! `SlabByteAllocator`), [`global_init`] installs the translator before
+//! the first region is added, [`GlobalAllocator::name`] is `buddy-slab`;
+//! the [`GlobalAlloc`] impl returns null on exhaustion (published: calls
+//! `handle_alloc_error`).
 //!
 //! # Boot log
 //!
@@ -47,6 +83,9 @@ const PAGE_SIZE: usize = 0x1000;
 
 mod page;
 pub use page::GlobalPage;
+
+#[cfg(feature = "tracking")]
+pub mod tracking;
 
 cfg_if::cfg_if! {
     if #[cfg(feature = "buddy-slab")] {
@@ -116,12 +155,19 @@ impl UsageCounters {
         self.0[kind as usize].fetch_add(bytes, Ordering::Relaxed);
     }
 
+    /// Takes `bytes` off `kind`, stopping at zero: a free the backend could
+    /// not check (a double byte free, say) must not wrap the counter.
     fn sub(&self, kind: UsageKind, bytes: usize) {
-        let old = self.0[kind as usize].fetch_sub(bytes, Ordering::Relaxed);
-        debug_assert!(
-            old >= bytes,
-            "usage of {kind:?} below zero: a double or mismatched free"
-        );
+        let counter = &self.0[kind as usize];
+        if counter
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
+                old.checked_sub(bytes)
+            })
+            .is_err()
+        {
+            counter.store(0, Ordering::Relaxed);
+            error!("axalloc: usage of {kind:?} below zero: a double or mismatched free");
+        }
     }
 
     fn snapshot(&self) -> Usages {
@@ -194,10 +240,14 @@ impl GlobalAllocator {
     /// [`GlobalAlloc::dealloc`] (the published API makes this a safe
     /// function; this crate keeps the signature).
     pub fn dealloc(&self, pos: NonNull<u8>, layout: Layout) {
-        self.usages.sub(UsageKind::RustHeap, layout.size());
         // SAFETY: the caller hands back a live allocation with its layout
         // (contract above, the same as the published axalloc's).
-        unsafe { self.backend.dealloc(pos, layout) }
+        if unsafe { self.backend.dealloc(pos, layout) } {
+            // After the free, never before, and only if the backend took it
+            // back (buddy-slab rejects bad frees; the stock heaps cannot
+            // tell, so every free counts there).
+            self.usages.sub(UsageKind::RustHeap, layout.size());
+        }
     }
 
     /// Allocates `num_pages` contiguous pages aligned to `align_pow2` bytes
@@ -213,6 +263,43 @@ impl GlobalAllocator {
         let addr = self.backend.alloc_pages(num_pages, align_pow2)?;
         self.usages.add(kind, bytes);
         Ok(addr)
+    }
+
+    /// Allocates `num_pages` contiguous pages whose physical addresses all
+    /// lie below 4 GiB (DMA32), aligned to `align_pow2` bytes, and accounts
+    /// them to `kind`. Returns the start virtual address; free the run with
+    /// [`GlobalAllocator::dealloc_pages`].
+    ///
+    /// Physical addresses come from the platform's linear map or, with
+    /// `hv`, from the installed `AddrTranslator`. Ordinary page and byte
+    /// requests take memory below 4 GiB last.
+    ///
+    /// The published crate has this method with `hv` only; here it comes
+    /// with the buddy-slab backend (`buddy-slab`, which `hv` selects).
+    #[cfg(feature = "buddy-slab")]
+    pub fn alloc_dma32_pages(
+        &self,
+        num_pages: usize,
+        align_pow2: usize,
+        kind: UsageKind,
+    ) -> AllocResult<usize> {
+        let bytes = pages_to_bytes(num_pages)?;
+        let addr = self.backend.alloc_dma32_pages(num_pages, align_pow2)?;
+        self.usages.add(kind, bytes);
+        Ok(addr)
+    }
+
+    /// Installs the hypervisor's translation of the heap's virtual
+    /// addresses to physical ones, used by every later translation
+    /// (DMA32 requests, the split of regions at 4 GiB). Call it before
+    /// [`GlobalAllocator::init`], as [`global_init`] does: a region keeps
+    /// the split made when it was added.
+    ///
+    /// There is one translator for the kernel, not one per allocator: the
+    /// buddy-slab core's ArceOS platform reads it.
+    #[cfg(feature = "hv")]
+    pub fn set_addr_translator(&self, translator: &'static dyn AddrTranslator) {
+        imp::set_addr_translator(translator);
     }
 
     /// Allocates `num_pages` contiguous pages starting exactly at `start`
@@ -231,12 +318,19 @@ impl GlobalAllocator {
     }
 
     /// Gives back `num_pages` pages at `pos` obtained from
-    /// [`GlobalAllocator::alloc_pages`] or [`GlobalAllocator::alloc_pages_at`]
-    /// with the same count and `kind`.
+    /// [`GlobalAllocator::alloc_pages`], [`GlobalAllocator::alloc_pages_at`]
+    /// or `alloc_dma32_pages` with the same count and `kind`.
+    ///
+    /// A free the backend finds bad (a double free, a foreign or unaligned
+    /// address, with buddy-slab also a wrong count) is logged and ignored,
+    /// and `kind`'s usage is left alone.
     pub fn dealloc_pages(&self, pos: usize, num_pages: usize, kind: UsageKind) {
-        self.usages.sub(kind, num_pages * PAGE_SIZE);
         // SAFETY: the caller returns pages it owns, with their count (contract above).
-        unsafe { self.backend.dealloc_pages(pos, num_pages) }
+        if unsafe { self.backend.dealloc_pages(pos, num_pages) } {
+            // After the free, never before: a counter may run high for a
+            // moment (another CPU reusing the pages), never below zero.
+            self.usages.sub(kind, num_pages * PAGE_SIZE);
+        }
     }
 
     /// Bytes in use in the byte allocator (backend-defined granularity: the
@@ -275,11 +369,18 @@ fn pages_to_bytes(num_pages: usize) -> AllocResult<usize> {
 }
 
 // SAFETY: `alloc` returns memory for `layout` from the backend or null
-// (never unwinds); `dealloc` forwards the caller's contract.
+// (never unwinds); `dealloc` forwards the caller's contract. Tracking
+// (feature `tracking`) records a block after the backend served it and
+// drops the record before the backend has it back; it never touches the
+// block itself.
 unsafe impl GlobalAlloc for GlobalAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         match GlobalAllocator::alloc(self, layout) {
-            Ok(ptr) => ptr.as_ptr(),
+            Ok(ptr) => {
+                #[cfg(feature = "tracking")]
+                tracking::on_alloc(self, ptr, layout);
+                ptr.as_ptr()
+            }
             // Null lets `alloc::alloc::handle_alloc_error` report the layout.
             Err(_) => core::ptr::null_mut(),
         }
@@ -287,6 +388,8 @@ unsafe impl GlobalAlloc for GlobalAllocator {
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         if let Some(ptr) = NonNull::new(ptr) {
+            #[cfg(feature = "tracking")]
+            tracking::on_dealloc(self, ptr, layout);
             GlobalAllocator::dealloc(self, ptr, layout);
         }
     }
@@ -302,11 +405,13 @@ pub fn global_allocator() -> &'static GlobalAllocator {
     &GLOBAL_ALLOCATOR
 }
 
-/// Translation of virtual to physical addresses, supplied by the hypervisor
-/// runtime (feature `hv`).
+/// Translation of the heap's virtual addresses to physical ones, supplied
+/// by the hypervisor runtime (feature `hv`; the published crate re-exports
+/// buddy-slab-allocator 0.2's trait of the same shape).
 #[cfg(feature = "hv")]
 pub trait AddrTranslator: Sync {
-    /// The physical address of `va`, if it is mapped.
+    /// The physical address of `va`, or `None` if it is not mapped (the
+    /// platform's linear map is used then).
     fn virt_to_phys(&self, va: usize) -> Option<usize>;
 }
 
@@ -320,10 +425,12 @@ pub fn global_init(start_vaddr: usize, size: usize) {
 
 /// Initializes the global allocator with the memory region
 /// `[start_vaddr, start_vaddr + size)` and the hypervisor's address
-/// translator; see [`GlobalAllocator::init`].
+/// translator; see [`GlobalAllocator::init`]. The translator is installed
+/// first (the published crate installs it after init), so the region is
+/// split at 4 GiB by its physical addresses.
 #[cfg(feature = "hv")]
 pub fn global_init(start_vaddr: usize, size: usize, translator: &'static dyn AddrTranslator) {
-    imp::set_addr_translator(translator);
+    GLOBAL_ALLOCATOR.set_addr_translator(translator);
     init_global(start_vaddr, size);
 }
 

@@ -48,13 +48,71 @@ const INIT_HEAP_BYTES: usize = 0x8000;
 pub struct Backend {
     bytes: SpinNoIrq<DefaultByteAllocator>,
     #[cfg(not(feature = "level-1"))]
-    pages: SpinNoIrq<BitmapPageAllocator<PAGE_SIZE>>,
+    pages: SpinNoIrq<PagePool>,
 }
 
-/// The stock backend needs no address translation; `hv` only changes the
-/// signature of `global_init`.
-#[cfg(feature = "hv")]
-pub fn set_addr_translator(_translator: &'static dyn crate::AddrTranslator) {}
+/// The bitmap page allocator and the range it manages (the first region).
+#[cfg(not(feature = "level-1"))]
+struct PagePool {
+    bitmap: BitmapPageAllocator<PAGE_SIZE>,
+    /// Page-aligned `[start, end)` that `bitmap` manages; empty before init.
+    start: usize,
+    end: usize,
+}
+
+#[cfg(not(feature = "level-1"))]
+impl PagePool {
+    const fn new() -> Self {
+        Self {
+            bitmap: BitmapPageAllocator::new(),
+            start: 0,
+            end: 0,
+        }
+    }
+
+    fn init(&mut self, start_vaddr: usize, size: usize) {
+        self.bitmap.init(start_vaddr, size);
+        self.start = start_vaddr.next_multiple_of(PAGE_SIZE);
+        self.end = (start_vaddr + size) / PAGE_SIZE * PAGE_SIZE;
+    }
+
+    fn alloc_pages(&mut self, num_pages: usize, align_pow2: usize) -> AllocResult<usize> {
+        if num_pages == 1 && align_pow2 > PAGE_SIZE {
+            return self.alloc_aligned_page(align_pow2);
+        }
+        self.bitmap.alloc_pages(num_pages, align_pow2)
+    }
+
+    /// One page aligned to `align_pow2` (> the page size). The bitmap
+    /// allocator takes any free page for a one-page request whatever the
+    /// alignment, so ask for two aligned pages and give the second back;
+    /// if no such pair is free, try each aligned page in turn
+    /// (O(pages / alignment) probes, only when memory is that short).
+    fn alloc_aligned_page(&mut self, align_pow2: usize) -> AllocResult<usize> {
+        match self.bitmap.alloc_pages(2, align_pow2) {
+            Ok(addr) => {
+                self.bitmap.dealloc_pages(addr + PAGE_SIZE, 1);
+                Ok(addr)
+            }
+            Err(AllocError::NoMemory) => {
+                let first = self.start.next_multiple_of(align_pow2);
+                (first..self.end)
+                    .step_by(align_pow2)
+                    .find_map(|addr| self.bitmap.alloc_pages_at(addr, 1, align_pow2).ok())
+                    .ok_or(AllocError::NoMemory)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether `[addr, addr + num_pages pages)` lies in the managed range.
+    fn contains(&self, addr: usize, num_pages: usize) -> bool {
+        num_pages
+            .checked_mul(PAGE_SIZE)
+            .and_then(|bytes| addr.checked_add(bytes))
+            .is_some_and(|end| addr >= self.start && end <= self.end)
+    }
+}
 
 impl Backend {
     pub const NAME: &'static str = NAME;
@@ -63,7 +121,7 @@ impl Backend {
         Self {
             bytes: SpinNoIrq::new(DefaultByteAllocator::new()),
             #[cfg(not(feature = "level-1"))]
-            pages: SpinNoIrq::new(BitmapPageAllocator::new()),
+            pages: SpinNoIrq::new(PagePool::new()),
         }
     }
 
@@ -92,13 +150,13 @@ impl Backend {
 
     pub fn alloc(&self, layout: Layout) -> AllocResult<NonNull<u8>> {
         let mut bytes = self.bytes.lock();
+        #[cfg(feature = "level-1")]
+        return bytes.alloc(layout);
+        #[cfg(not(feature = "level-1"))]
         loop {
             if let Ok(ptr) = bytes.alloc(layout) {
                 return Ok(ptr);
             }
-            #[cfg(feature = "level-1")]
-            return Err(AllocError::NoMemory);
-            #[cfg(not(feature = "level-1"))]
             self.grow_heap(&mut bytes, layout)?;
         }
     }
@@ -132,7 +190,7 @@ impl Backend {
                     start + n * PAGE_SIZE
                 );
                 return bytes.add_memory(start, n * PAGE_SIZE).inspect_err(|_| {
-                    self.pages.lock().dealloc_pages(start, n);
+                    self.pages.lock().bitmap.dealloc_pages(start, n);
                 });
             }
             if n == min_pages {
@@ -145,8 +203,10 @@ impl Backend {
     /// # Safety
     ///
     /// `pos`/`layout` are a live allocation from [`Backend::alloc`].
-    pub unsafe fn dealloc(&self, pos: NonNull<u8>, layout: Layout) {
-        self.bytes.lock().dealloc(pos, layout)
+    /// Always `true`: the byte allocators cannot tell a bad free.
+    pub unsafe fn dealloc(&self, pos: NonNull<u8>, layout: Layout) -> bool {
+        self.bytes.lock().dealloc(pos, layout);
+        true
     }
 
     pub fn alloc_pages(&self, num_pages: usize, align_pow2: usize) -> AllocResult<usize> {
@@ -172,26 +232,60 @@ impl Backend {
             Err(AllocError::InvalidParam)
         }
         #[cfg(not(feature = "level-1"))]
-        self.pages
-            .lock()
-            .alloc_pages_at(start, num_pages, align_pow2)
+        {
+            let mut pages = self.pages.lock();
+            // The bitmap allocator indexes from its base without a check.
+            if num_pages == 0 || !pages.contains(start, num_pages) {
+                return Err(AllocError::InvalidParam);
+            }
+            pages.bitmap.alloc_pages_at(start, num_pages, align_pow2)
+        }
     }
 
+    /// Frees a page run; says whether the backend took it back (a free it
+    /// can tell is bad changes nothing and returns `false`).
+    ///
+    /// Two levels: the run must lie in the page pool, start on a page and
+    /// be allocated there (the bitmap's used count moves only for such a
+    /// free). The bitmap cannot tell a run from part of one, nor a heap
+    /// chunk from a run. One level: the byte allocators check nothing, so
+    /// only a null address or an impossible size is refused.
+    ///
     /// # Safety
     ///
     /// `[pos, pos + num_pages * PAGE_SIZE)` was returned by
     /// [`Backend::alloc_pages`] / [`Backend::alloc_pages_at`] with this count.
-    pub unsafe fn dealloc_pages(&self, pos: usize, num_pages: usize) {
+    pub unsafe fn dealloc_pages(&self, pos: usize, num_pages: usize) -> bool {
         #[cfg(feature = "level-1")]
         {
-            let layout = page_layout(num_pages, PAGE_SIZE).expect("axalloc: bad page count");
-            let ptr = NonNull::new(pos as *mut u8).expect("axalloc: null page address");
+            let (Ok(layout), Some(ptr)) = (
+                page_layout(num_pages, PAGE_SIZE),
+                NonNull::new(pos as *mut u8),
+            ) else {
+                error!("axalloc: rejected dealloc_pages({pos:#x}, {num_pages}): bad run");
+                return false;
+            };
             // SAFETY: pages were allocated by `alloc` with this size (caller
             // contract); the byte allocators ignore the alignment on free.
             unsafe { self.dealloc(ptr, layout) }
         }
         #[cfg(not(feature = "level-1"))]
-        self.pages.lock().dealloc_pages(pos, num_pages)
+        {
+            let mut pages = self.pages.lock();
+            let accepted = num_pages > 0
+                && pos.is_multiple_of(PAGE_SIZE)
+                && pages.contains(pos, num_pages)
+                && {
+                    let used = pages.bitmap.used_pages();
+                    pages.bitmap.dealloc_pages(pos, num_pages);
+                    pages.bitmap.used_pages() != used
+                };
+            drop(pages);
+            if !accepted {
+                error!("axalloc: rejected dealloc_pages({pos:#x}, {num_pages}): not allocated");
+            }
+            accepted
+        }
     }
 
     pub fn used_bytes(&self) -> usize {
@@ -206,14 +300,14 @@ impl Backend {
         #[cfg(feature = "level-1")]
         return self.used_bytes().div_ceil(PAGE_SIZE);
         #[cfg(not(feature = "level-1"))]
-        self.pages.lock().used_pages()
+        self.pages.lock().bitmap.used_pages()
     }
 
     pub fn available_pages(&self) -> usize {
         #[cfg(feature = "level-1")]
         return self.available_bytes() / PAGE_SIZE;
         #[cfg(not(feature = "level-1"))]
-        self.pages.lock().available_pages()
+        self.pages.lock().bitmap.available_pages()
     }
 }
 

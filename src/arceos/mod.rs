@@ -52,6 +52,8 @@ pub struct CpuPin {
 
 impl Drop for CpuPin {
     #[inline]
+    // The saved state is `()` where kernel_guard masks no IRQs (the host).
+    #[allow(clippy::unit_arg)]
     fn drop(&mut self) {
         NoPreemptIrqSave::release(self.state);
     }
