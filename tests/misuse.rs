@@ -51,14 +51,19 @@ fn a_slab_allocator_without_slabs_asks_for_them() {
     // is one of this table's classes or asks for a slab of this table's
     // geometry: never an object of the other table's size.
     let seed = SlabAllocator::<4096>::seed_table();
-    let foreign = seed.class_for(Layout::from_size_align(2048, 8).unwrap()).unwrap();
+    let foreign = seed
+        .class_for(Layout::from_size_align(2048, 8).unwrap())
+        .unwrap();
     match slab.alloc_class(foreign) {
         SlabAllocResult::NeedsSlab { pages, .. } => {
             assert_eq!(pages, 1 << slab.table().slab_order(foreign));
         }
         SlabAllocResult::Allocated(_) => panic!("no slab was given"),
     }
-    assert!(slab.alloc(Layout::from_size_align(4096, 8).unwrap()).is_err());
+    assert!(
+        slab.alloc(Layout::from_size_align(4096, 8).unwrap())
+            .is_err()
+    );
     assert!(slab.take_faults().is_empty());
     slab.drain(|_, _| panic!("nothing to return"));
     slab.check_invariants();
