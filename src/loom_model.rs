@@ -163,14 +163,17 @@ impl SlabHead {
     }
 }
 
-/// A CPU slot's hazard.
-pub struct Hazard(crate::cpu::hazard::Hazard);
+/// Every CPU slot's hazard.
+pub struct Hazards(Vec<crate::cpu::hazard::Hazard>);
 
-impl Hazard {
-    /// No slab named.
-    #[allow(clippy::new_without_default)]
-    pub fn new() -> Self {
-        Self(crate::cpu::hazard::Hazard::new())
+impl Hazards {
+    /// `slots` hazards, naming no slab.
+    pub fn new(slots: usize) -> Self {
+        Self(
+            (0..slots)
+                .map(|_| crate::cpu::hazard::Hazard::new())
+                .collect(),
+        )
     }
 }
 
@@ -185,18 +188,20 @@ impl ReleaseSync {
     }
 }
 
-/// Remote CPU: the facade's remote-free step `touch_remote_slab`, for
-/// `slab` at `base` (head `head`, order 0, owner 0) with the slot's
-/// `hazard`: runs `touch` only if the slab is live after the hazard is
+/// Remote CPU: the facade's remote-free step, for the slab at `base`
+/// (head `head`, order 0, owner 0) with slot `slot`'s hazard: runs `touch`
+/// only if `cover_remote_slab` says the slab is live after the hazard is
 /// published.
 pub fn touch_remote_slab<R>(
-    hazard: &Hazard,
+    hazards: &Hazards,
+    slot: usize,
     sync: &ReleaseSync,
     base: usize,
     head: &SlabHead,
     touch: impl FnOnce() -> R,
 ) -> Option<R> {
-    crate::cpu::hazard::touch_remote_slab(&hazard.0, &sync.0, base, &head.0, (0, 0), touch)
+    crate::cpu::hazard::cover_remote_slab(&hazards.0[slot], &sync.0, base, &head.0, (0, 0))
+        .then(touch)
 }
 
 /// The mutant the model must catch: `touch_remote_slab` without the hazard
@@ -210,17 +215,12 @@ pub fn touch_remote_slab_unprotected<R>(head: &SlabHead, touch: impl FnOnce() ->
 /// slab may go back to the page allocator.
 pub fn try_release(
     sync: &ReleaseSync,
-    hazards: &[Hazard],
+    hazards: &Hazards,
     base: usize,
     head: &SlabHead,
     slab: Slab,
 ) -> bool {
-    crate::cpu::hazard::try_release(
-        &sync.0,
-        hazards.iter().map(|h| &h.0),
-        base,
-        &head.0,
-        (0, 0),
-        || slab.is_queued(),
-    )
+    crate::cpu::hazard::try_release(&sync.0, &hazards.0, base, &head.0, (0, 0), || {
+        slab.is_queued()
+    })
 }

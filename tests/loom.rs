@@ -7,8 +7,8 @@
 #![cfg(loom)]
 
 use buddy_slab_allocator::loom_model::{
-    Hazard, Pending, ReleaseSync, Slab, SlabHead, touch_remote_slab, touch_remote_slab_unprotected,
-    try_release,
+    Hazards, Pending, ReleaseSync, Slab, SlabHead, touch_remote_slab,
+    touch_remote_slab_unprotected, try_release,
 };
 use loom::sync::Arc;
 use loom::thread;
@@ -287,7 +287,7 @@ fn late_remote_free(mutant: bool) {
         assert!(unsafe { slab.free_local(x) });
         let head = Arc::new(SlabHead::live(0, 0));
         let sync = Arc::new(ReleaseSync::new());
-        let hazards = Arc::new([Hazard::new(), Hazard::new()]);
+        let hazards = Arc::new(Hazards::new(2));
         let pending = Arc::new(Pending::new());
         // The slab's memory as the page allocator's next user sees it.
         let memory = Arc::new(loom::cell::UnsafeCell::new(0u64));
@@ -313,11 +313,11 @@ fn late_remote_free(mutant: bool) {
                 if mutant {
                     touch_remote_slab_unprotected(&head, touch);
                 } else {
-                    touch_remote_slab(&hazards[1], &sync, base, &head, touch);
+                    touch_remote_slab(&hazards, 1, &sync, base, &head, touch);
                 }
             })
         };
-        let released = try_release(&sync, &hazards[..], base, &head, slab);
+        let released = try_release(&sync, &hazards, base, &head, slab);
         if released {
             // The slab's memory is someone else's now.
             // SAFETY: loom checks no access races this write.

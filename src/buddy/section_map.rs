@@ -71,12 +71,35 @@ impl SectionCache {
         page_shift: u32,
     ) -> Option<&'m PageMeta> {
         if !self.cur.contains(addr) {
-            self.cur = map.lookup(addr)?;
+            self.cur = Self::miss(map, addr)?;
         }
         let idx = (addr >> page_shift) - self.cur.base_pfn;
         // SAFETY: addr is in the section, so idx < its page count, and the
         // section's metadata stays initialised while the allocator owning
         // `map` lives (B7; sections are never removed), which outlives 'm.
+        Some(unsafe { &*self.cur.meta.add(idx) })
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn miss(map: &SectionMap, addr: usize) -> Option<SectionRef> {
+        map.lookup(addr)
+    }
+
+    /// [`Self::meta`] without a lookup: `None` unless `addr` lies in the
+    /// cached section (for a slab's head after one of its objects).
+    #[inline(always)]
+    pub(crate) fn meta_cached<'m>(
+        &self,
+        _map: &'m SectionMap,
+        addr: usize,
+        page_shift: u32,
+    ) -> Option<&'m PageMeta> {
+        if !self.cur.contains(addr) {
+            return None;
+        }
+        let idx = (addr >> page_shift) - self.cur.base_pfn;
+        // SAFETY: as in `meta`: addr is in the cached section.
         Some(unsafe { &*self.cur.meta.add(idx) })
     }
 

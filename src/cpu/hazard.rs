@@ -11,27 +11,28 @@
 //! The handshake closing that window, in the spirit of hazard pointers:
 //! - each CPU slot has a [`Hazard`]: the base of the slab whose header it
 //!   touches in a remote free. [`Hazard::cover`] publishes it (a release
-//!   store, then a read-modify-write of the slab's [`ReleaseSync`] shard)
-//!   *before* the freeing CPU checks, in the slab head's page metadata
-//!   (which is never freed), that the slab is live; it touches the header
-//!   only if it is. A CPU freeing into the same slab again finds its
+//!   store, then a read-modify-write of the allocator's [`ReleaseSync`]
+//!   word) *before* the freeing CPU checks, in the slab head's page
+//!   metadata (which is never freed), that the slab is live; it touches the
+//!   header only if it is. A CPU freeing into the same slab again finds its
 //!   hazard already there and pays nothing more.
-//! - the owner, before it releases a slab, marks its head dead, then calls
-//!   [`ReleaseSync::may_release`]: a read-modify-write of the same shard,
-//!   then an acquire load of every slot's hazard. It releases only if no
-//!   hazard names the slab (and the slab is not queued, checked after),
-//!   else it keeps the slab as an empty one and marks it live again.
+//! - the owner, before it releases slabs, marks their heads dead, then
+//!   makes one [`ReleaseSync::handshake`] for all of them: a
+//!   read-modify-write of the same word, then acquire loads of the slots'
+//!   hazards. It releases a slab only if no hazard names it (and it is not
+//!   queued, checked after), else it keeps the slab as an empty one and
+//!   marks it live again.
 //!
 //! Why it holds (R: the remote CPU, O: the owner; H1 below): both sides
-//! read-modify-write the shard, so their two RMWs are ordered. If R's comes
+//! read-modify-write the word, so their two RMWs are ordered. If R's comes
 //! first, O's acquires it and O's load of R's hazard sees the slab (or a
 //! later hazard of R's, a release store made after R's free was done):
 //! O keeps the slab, or R is finished with it. If O's comes first, R's
 //! acquires it and R's check sees the dead mark (or a later state of the
-//! page): R refuses. A later life of the same slab address uses the same
-//! shard, so a hazard that stayed published covers it too. Only RMWs and
-//! release/acquire pairs are involved, no SeqCst fence, so the loom model
-//! (tests/loom.rs) checks it as it is.
+//! page): R refuses. Every life of every slab uses the same word, so a
+//! hazard that stayed published covers a later life of its slab too. Only
+//! RMWs and release/acquire pairs are involved, no SeqCst fence, so the
+//! loom model (tests/loom.rs) checks it as it is.
 //!
 //! Invariant H1: while a slot's hazard names a slab base, the slot touches
 //! that slab's header only after a check of its head that follows the
@@ -43,90 +44,88 @@ use crate::buddy::page_meta::PageMeta;
 use crate::sync::{AtomicUsize, Ordering};
 
 /// The remote side of H1: publishes `hazard` for the slab at `base`, then
-/// runs `touch` (which may read and write the slab's header) only if the
-/// slab's head page `head` shows it live, a slab of `order` owned by
-/// `owner`. `None` if it does not: the slab is being released, or is no
-/// slab (any more).
+/// says whether the slab's head page `head` shows it live, a slab of
+/// `order` owned by `owner`. Only if it does may the caller touch the
+/// slab's header; if not, the slab is being released, or is no slab (any
+/// more).
 #[inline(always)]
-pub(crate) fn touch_remote_slab<R>(
+#[must_use = "the slab's header may be touched only if it is live"]
+pub(crate) fn cover_remote_slab(
     hazard: &Hazard,
     sync: &ReleaseSync,
     base: usize,
     head: &PageMeta,
     (order, owner): (u32, usize),
-    touch: impl FnOnce() -> R,
-) -> Option<R> {
+) -> bool {
     hazard.cover(sync, base);
-    head.is_live_slab(order, owner).then(touch)
+    head.is_live_slab(order, owner)
 }
 
-/// The owner side of H1: marks the slab at `base` (head page `head`, a
-/// live slab of `order` owned by `owner`) dead, and says whether it may go
-/// back to the page allocator: no slot's hazard names it, and
+/// The owner side of H1 for one slab: marks the slab at `base` (head page
+/// `head`, a live slab of `order` owned by `owner`) dead, and says whether
+/// it may go back to the page allocator: no slot's hazard names it, and
 /// `is_queued()`, asked after the handshake, says no remote free has
 /// queued it. If not, the slab is marked live again and the caller keeps
-/// it.
-pub(crate) fn try_release<'h>(
+/// it. (Several slabs: mark each dead, one [`ReleaseSync::handshake`],
+/// then [`Handshake::keeps`] for each.)
+pub(crate) fn try_release(
     sync: &ReleaseSync,
-    hazards: impl IntoIterator<Item = &'h Hazard>,
+    hazards: &[Hazard],
     base: usize,
     head: &PageMeta,
     (order, owner): (u32, usize),
     is_queued: impl FnOnce() -> bool,
 ) -> bool {
     head.mark_slab_dead(order, owner);
-    if sync.may_release(base, hazards) && !is_queued() {
-        return true;
+    let handshake = sync.handshake(hazards);
+    if handshake.keeps(base, is_queued) {
+        head.mark_slab_live(order, owner);
+        return false;
     }
-    head.mark_slab_live(order, owner);
-    false
+    true
 }
 
-/// Shards of [`ReleaseSync`]: one cache line each.
-const SHARDS: usize = 16;
-
+/// The word slab releases and hazard publications synchronise on (one per
+/// allocator, on its own cache line).
 #[repr(align(64))]
-struct Shard(AtomicUsize);
-
-/// The words slab releases and hazard publications synchronise on, one
-/// set per allocator, sharded by slab address (every life of a slab
-/// address maps to the same shard).
-pub(crate) struct ReleaseSync {
-    shards: [Shard; SHARDS],
-}
+pub(crate) struct ReleaseSync(AtomicUsize);
 
 impl ReleaseSync {
     #[cfg(not(loom))]
     pub(crate) const fn new() -> Self {
-        Self {
-            shards: [const { Shard(AtomicUsize::new(0)) }; SHARDS],
-        }
+        Self(AtomicUsize::new(0))
     }
 
     #[cfg(loom)]
     pub(crate) fn new() -> Self {
-        Self {
-            shards: core::array::from_fn(|_| Shard(AtomicUsize::new(0))),
-        }
+        Self(AtomicUsize::new(0))
     }
 
-    #[inline]
-    fn shard(&self, base: usize) -> &AtomicUsize {
-        // Slabs are at least a page apart: the page number picks the shard
-        // (its low bits, mixed with higher ones for larger pages and slabs).
-        let page = base >> 12;
-        &self.shards[(page ^ page >> 6) % SHARDS].0
+    /// The owner's half of the handshake, for every slab whose head it has
+    /// marked dead since its last one: after this, [`Handshake::keeps`]
+    /// says which must stay. `hazards` are every slot's.
+    pub(crate) fn handshake<'h>(&self, hazards: &'h [Hazard]) -> Handshake<'h> {
+        // AcqRel: pairs with every publication's RMW (H1).
+        self.0.fetch_add(1, Ordering::AcqRel);
+        Handshake { hazards }
     }
+}
 
-    /// Whether the owner of the slab at `base`, having marked its head
-    /// dead, may return it to the page allocator: no slot's hazard names
-    /// it. Call with every slot's hazard.
-    fn may_release<'h>(&self, base: usize, hazards: impl IntoIterator<Item = &'h Hazard>) -> bool {
-        // AcqRel: pairs with every publication's RMW of this shard (H1).
-        self.shard(base).fetch_add(1, Ordering::AcqRel);
-        hazards
-            .into_iter()
-            .all(|h| h.0.load(Ordering::Acquire) != base)
+/// The owner's view after a handshake.
+pub(crate) struct Handshake<'h> {
+    hazards: &'h [Hazard],
+}
+
+impl Handshake<'_> {
+    /// Whether the slab at `base`, marked dead before the handshake, must
+    /// stay: a slot's hazard names it, or `is_queued()` (asked after the
+    /// handshake: a remote free whose hazard has moved on is seen in full,
+    /// its push included) says a remote free has queued it.
+    pub(crate) fn keeps(&self, base: usize, is_queued: impl FnOnce() -> bool) -> bool {
+        self.hazards
+            .iter()
+            .any(|h| h.0.load(Ordering::Acquire) == base)
+            || is_queued()
     }
 }
 
@@ -156,8 +155,8 @@ impl Hazard {
             // slot did before, in particular that it finished with the
             // slab its hazard named until now.
             self.0.store(base, Ordering::Release);
-            // AcqRel: pairs with `may_release`'s RMW of this shard.
-            sync.shard(base).fetch_add(1, Ordering::AcqRel);
+            // AcqRel: pairs with the owners' handshakes (H1).
+            sync.0.fetch_add(1, Ordering::AcqRel);
         }
     }
 

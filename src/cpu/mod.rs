@@ -2,8 +2,9 @@
 //! and hazard.
 //!
 //! A slot's local state is touched without locks by the one context that
-//! owns the slot (O1); other CPUs only push to its `pending` stack, read its
-//! counters and its hazard.
+//! owns the slot (O1); other CPUs only push to its `pending` stack and read
+//! its counters. Each slot's hazard (H1) lives in an array of its
+//! allocator's, beside the slots.
 
 pub(crate) mod hazard;
 mod page_cache;
@@ -18,7 +19,6 @@ use crate::slab::{SizeClassTable, SlabCaches, SlabCounters, SlabCpu};
 use crate::stats::Counter;
 use crate::sync::{AtomicBool, Ordering};
 use core::cell::UnsafeCell;
-use core::sync::atomic::compiler_fence;
 
 /// What only the slot's owner touches (O1).
 pub(crate) struct CpuLocal<const PAGE_SIZE: usize> {
@@ -43,16 +43,19 @@ pub(crate) struct SlotCounters {
 /// One CPU's slot.
 ///
 /// O1 (slot ownership): at any time at most one `&mut CpuLocal` of a slot
-/// exists, made only by [`CpuSlot::enter`] and living as long as the
-/// [`SlotRef`] it returns. `enter` is called only by a context that owns
-/// the slot: it holds the platform pin for the slot's CPU id, or the
-/// shared-slot lock for the shared slot, or `&mut` to the whole allocator,
-/// or the platform's promise that the slot is idle. `enter` refuses while
-/// `busy` is set, and `busy` stays set until the `SlotRef` drops, so a
+/// exists, made only by [`CpuSlot::enter`] or [`CpuSlot::peek`] and living
+/// as long as the [`SlotRef`] it returns. Both are called only by a context
+/// that owns the slot: it holds the platform pin for the slot's CPU id, or
+/// the shared-slot lock for the shared slot, or `&mut` to the whole
+/// allocator, or the platform's promise that the slot is idle. Both refuse
+/// while `busy` is set. `enter` sets `busy` until its `SlotRef` drops, so a
 /// context that re-enters the allocator on the same CPU while the slot is
-/// in use (an interrupt, platform code) gets no second reference: it is
-/// served by the shared slot. Nothing the allocator runs while a `SlotRef`
-/// lives logs or allocates.
+/// in use (platform code called from a slow path) gets no second
+/// reference: it is served by the shared slot. `peek`, for the fast paths,
+/// leaves `busy` clear: its caller runs no code that could re-enter the
+/// allocator (no platform call, no callback) while its `SlotRef` lives,
+/// and with interrupts masked by the pin, nothing else runs on the CPU.
+/// Nothing the allocator runs while a `SlotRef` lives logs or allocates.
 #[repr(C, align(64))]
 pub(crate) struct CpuSlot<const PAGE_SIZE: usize> {
     /// Owner-only: set while a `SlotRef` of this slot lives (O1).
@@ -60,10 +63,9 @@ pub(crate) struct CpuSlot<const PAGE_SIZE: usize> {
     local: UnsafeCell<CpuLocal<PAGE_SIZE>>,
     /// Read by anyone.
     pub(crate) counters: SlotCounters,
-    /// Slabs of this CPU that other CPUs freed objects into.
-    pub(crate) pending: PendingSlabs,
-    /// The slab this CPU last freed a remote object into (H1).
-    pub(crate) hazard: Hazard,
+    /// Slabs of this CPU that other CPUs freed objects into: on a cache
+    /// line of its own, which remote CPUs write.
+    pub(crate) pending: crate::slab::header::OwnLine<PendingSlabs>,
 }
 
 // SAFETY: `local` is reached only through `enter`, by the slot's one owner
@@ -95,8 +97,7 @@ impl<const PAGE_SIZE: usize> CpuSlot<PAGE_SIZE> {
                 pages: PageCounters::new(),
                 remote_frees_sent: Counter::new(),
             },
-            pending: PendingSlabs::new(),
-            hazard: Hazard::new(),
+            pending: crate::slab::header::OwnLine(PendingSlabs::new()),
         }
     }
 
@@ -108,19 +109,40 @@ impl<const PAGE_SIZE: usize> CpuSlot<PAGE_SIZE> {
     #[inline(always)]
     pub(crate) unsafe fn enter(&self) -> Option<SlotRef<'_, PAGE_SIZE>> {
         // Only the owning context writes `busy`, and a re-entry runs on the
-        // same CPU: plain loads and stores suffice, kept in program order
-        // by the compiler fences.
+        // same CPU, nested in a call made while the slot is held: plain
+        // loads and stores suffice (the calls order them).
         if self.busy.load(Ordering::Relaxed) {
             return None;
         }
         self.busy.store(true, Ordering::Relaxed);
-        compiler_fence(Ordering::SeqCst);
         Some(SlotRef {
             slot: self,
             // SAFETY: O1: the caller owns the slot and `busy` was clear, so
             // no other reference to `local` is alive; `busy` keeps it so
             // until this `SlotRef` drops.
             local: unsafe { &mut *self.local.get() },
+            entered: true,
+        })
+    }
+
+    /// The fast paths' `enter`: `None` if the slot is in use; leaves
+    /// `busy` clear (O1).
+    ///
+    /// # Safety
+    /// As [`Self::enter`], and the caller runs no code that could re-enter
+    /// the allocator while the `SlotRef` lives.
+    #[inline(always)]
+    pub(crate) unsafe fn peek(&self) -> Option<SlotRef<'_, PAGE_SIZE>> {
+        if self.busy.load(Ordering::Relaxed) {
+            return None;
+        }
+        Some(SlotRef {
+            slot: self,
+            // SAFETY: O1: the caller owns the slot, `busy` is clear (no
+            // `enter` of this slot is alive), and nothing can enter it while
+            // this reference lives (caller contract).
+            local: unsafe { &mut *self.local.get() },
+            entered: false,
         })
     }
 }
@@ -130,13 +152,16 @@ impl<const PAGE_SIZE: usize> CpuSlot<PAGE_SIZE> {
 pub(crate) struct SlotRef<'a, const PAGE_SIZE: usize> {
     pub(crate) slot: &'a CpuSlot<PAGE_SIZE>,
     pub(crate) local: &'a mut CpuLocal<PAGE_SIZE>,
+    /// Made by `enter` (`busy` set), not `peek`.
+    entered: bool,
 }
 
 impl<const PAGE_SIZE: usize> Drop for SlotRef<'_, PAGE_SIZE> {
     #[inline(always)]
     fn drop(&mut self) {
-        compiler_fence(Ordering::SeqCst);
-        self.slot.busy.store(false, Ordering::Relaxed);
+        if self.entered {
+            self.slot.busy.store(false, Ordering::Relaxed);
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! Small objects: allocation, local and remote frees, and slab release.
 
 use super::{GlobalAllocator, fast, small};
-use crate::buddy::{PageKind, SectionCache};
+use crate::buddy::{PageKind, PageMeta, SectionCache};
 use crate::cpu::{SlotRef, hazard};
 use crate::debug::{self, ENABLED as DEBUG};
 use crate::error::{AllocError, AllocResult};
@@ -12,6 +12,57 @@ use crate::slab::{ReleasedSlab, SizeClass, SlabAllocResult, SlabCpu};
 use crate::sync::Ordering;
 use core::alloc::Layout;
 use core::ptr::NonNull;
+
+/// Slabs released together (`flush_releases`).
+const RELEASE_BATCH: usize = 16;
+
+/// Slabs a slot is releasing, their heads marked dead, waiting for one
+/// handshake and one buddy lock (`GlobalAllocator::flush_releases`).
+pub(super) struct ReleaseBatch<'m> {
+    slabs: [Option<(ReleasedSlab, &'m PageMeta)>; RELEASE_BATCH],
+    len: usize,
+}
+
+impl ReleaseBatch<'_> {
+    pub(super) fn new() -> Self {
+        Self {
+            slabs: [const { None }; RELEASE_BATCH],
+            len: 0,
+        }
+    }
+}
+
+/// What a freed address's page metadata says of its slab.
+#[derive(Clone, Copy)]
+struct SlabAt {
+    base: usize,
+    order: u32,
+    owner: usize,
+    class: SizeClass,
+}
+
+/// Counts and records a free slot `id` refused (reported once it is left).
+#[cold]
+#[inline(never)]
+pub(super) fn reject<const PAGE_SIZE: usize>(
+    s: &mut SlotRef<'_, PAGE_SIZE>,
+    id: usize,
+    why: FreeRejection,
+    addr: usize,
+    size: usize,
+) {
+    s.slot.counters.slab.count_rejected_free();
+    s.local
+        .faults
+        .push(Fault::new(FaultKind::RejectedFree(why), addr, size, id));
+}
+
+fn remote_rejection(fault: FreeFault) -> FreeRejection {
+    match fault {
+        FreeFault::DoubleFree => FreeRejection::RemoteDoubleFree,
+        _ => FreeRejection::NotAnObject,
+    }
+}
 
 impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
     /// Allocates memory for `layout`.
@@ -53,8 +104,11 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
             let pages = layout.size().div_ceil(PAGE_SIZE);
             return self.alloc_pages_ptr(pages, layout.align().max(PAGE_SIZE));
         }
-        self.with_slot(|s, id| self.alloc_object(s, id, layout))
-            .unwrap_or(Err(AllocError::NoMemory))
+        self.with_slot(
+            #[inline(always)]
+            move |s, id| self.alloc_object(s, id, layout),
+        )
+        .unwrap_or(Err(AllocError::NoMemory))
     }
 
     fn alloc_object(
@@ -121,9 +175,77 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         let (slot, local) = (s.slot, &mut *s.local);
         let mut slab = SlabCpu::new(&mut local.slab, &slot.counters.slab, &mut local.faults);
         let sections = &mut local.sections;
+        let mut batch = ReleaseBatch::new();
         slab.absorb_pending(&slot.pending, |slab, released| {
-            self.release_slab(slab, sections, id, released);
+            self.batch_release(&mut batch, slab, sections, id, released);
         });
+        self.flush_releases(&mut batch, &mut slab, id);
+    }
+
+    /// Adds a slab slot `id` released to `batch`, its head marked dead
+    /// (H1); hands the batch over first if it is full.
+    pub(super) fn batch_release<'m>(
+        &'m self,
+        batch: &mut ReleaseBatch<'m>,
+        slab: &mut SlabCpu<'_, PAGE_SIZE>,
+        sections: &mut SectionCache,
+        id: usize,
+        released: ReleasedSlab,
+    ) {
+        let Some(head) = sections.meta(&self.map, released.base(), Self::PAGE_SHIFT) else {
+            debug_assert!(false, "a slab lies in managed memory");
+            return;
+        };
+        if batch.len == RELEASE_BATCH {
+            self.flush_releases(batch, slab, id);
+        }
+        head.mark_slab_dead(released.order(), id);
+        batch.slabs[batch.len] = Some((released, head));
+        batch.len += 1;
+    }
+
+    /// Hands the slabs of `batch` to the buddy, all under one handshake
+    /// (H1) and one lock acquisition; a slab a remote free may still touch
+    /// stays, marked live again, as an empty slab of its class.
+    pub(super) fn flush_releases(
+        &self,
+        batch: &mut ReleaseBatch<'_>,
+        slab: &mut SlabCpu<'_, PAGE_SIZE>,
+        id: usize,
+    ) {
+        if batch.len == 0 {
+            return;
+        }
+        let handshake = self.release_sync.handshake(self.hazards());
+        let mut frees = [(0usize, 0u32); RELEASE_BATCH];
+        let mut n = 0;
+        for entry in &mut batch.slabs[..batch.len] {
+            let Some((released, head)) = entry.take() else {
+                continue;
+            };
+            let order = released.order();
+            if handshake.keeps(released.base(), || released.is_queued()) {
+                head.mark_slab_live(order, id);
+                slab.retain(released);
+            } else {
+                frees[n] = (released.kill().0, order);
+                n += 1;
+            }
+        }
+        batch.len = 0;
+        if n == 0 {
+            return;
+        }
+        let refused = self.buddy.with(|b| {
+            frees[..n]
+                .iter()
+                .find(|&&(base, order)| b.free_slab(base, order, id).is_err())
+                .copied()
+        });
+        if let Some((base, order)) = refused {
+            slab.faults()
+                .push(Fault::new(FaultKind::BuddyRefused, base, 1 << order, id));
+        }
     }
 
     /// Returns a slab slot `id` released to the buddy, unless a remote free
@@ -223,20 +345,17 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
     #[inline(never)]
     unsafe fn dealloc_slow(&self, ptr: NonNull<u8>, layout: Layout) -> AllocResult {
         let addr = ptr.as_ptr().addr();
-        let done = self.with_slot(|s, id| {
-            // SAFETY: forwarded caller contract.
-            let result = unsafe { self.free_in(s, id, ptr, layout) };
-            if let Err(why) = result {
-                s.slot.counters.slab.count_rejected_free();
-                s.local.faults.push(Fault::new(
-                    FaultKind::RejectedFree(why),
-                    addr,
-                    layout.size(),
-                    id,
-                ));
-            }
-            result
-        });
+        let done = self.with_slot(
+            #[inline(always)]
+            move |s, id| {
+                // SAFETY: forwarded caller contract.
+                let result = unsafe { self.free_in(s, id, ptr, layout) };
+                if let Err(why) = result {
+                    reject(s, id, why, addr, layout.size());
+                }
+                result
+            },
+        );
         match done {
             Some(Ok(())) => Ok(()),
             Some(Err(_)) => Err(AllocError::NotAllocated),
@@ -259,6 +378,7 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
     ///
     /// # Safety
     /// As `dealloc`.
+    #[inline(always)]
     unsafe fn free_in(
         &self,
         s: &mut SlotRef<'_, PAGE_SIZE>,
@@ -276,13 +396,18 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
             let class = Self::TABLE
                 .class_for(layout)
                 .map_err(|_| FreeRejection::NotAllocated)?;
-            let base = addr & !((PAGE_SIZE << order) - 1);
+            let slab = SlabAt {
+                base: addr & !((PAGE_SIZE << order) - 1),
+                order,
+                owner,
+                class,
+            };
             return if owner == id {
                 // SAFETY: forwarded caller contract.
-                unsafe { self.free_local(s, id, order, base, addr, class, layout.size()) }
+                unsafe { self.free_local(s, id, slab, addr, layout.size()) }
             } else {
                 // SAFETY: forwarded caller contract.
-                unsafe { self.free_remote(s, id, owner, order, base, addr, class, layout.size()) }
+                unsafe { self.free_remote(s, id, slab, addr, layout.size()) }
             };
         }
         if meta.kind() == PageKind::Allocated && !small(&layout) {
@@ -291,129 +416,140 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         Err(FreeRejection::NotAllocated)
     }
 
-    /// The slab header of the slab at `base` of `order`, through the
-    /// section cache (which holds the slab's section: the caller just
-    /// looked up an address in it), with its region's provenance.
-    fn header_at(sections: &SectionCache, base: usize, order: u32) -> *const SlabHeader {
+    /// The slab header of `slab`, through the section cache (which holds
+    /// the slab's section: the caller just looked up an address in it),
+    /// with its region's provenance.
+    #[inline(always)]
+    fn header_at(sections: &SectionCache, slab: &SlabAt) -> *const SlabHeader {
         sections
-            .ptr_at(SlabHeader::addr_for(base, PAGE_SIZE << order))
+            .ptr_at(SlabHeader::addr_for(slab.base, PAGE_SIZE << slab.order))
             .cast::<SlabHeader>()
     }
 
-    /// Frees the object at `addr` of class `class` into slot `id`'s own slab
-    /// at `base`.
+    /// Frees the object at `addr` into slot `id`'s own `slab`.
     ///
     /// # Safety
     /// As `dealloc`.
-    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     unsafe fn free_local(
         &self,
         s: &mut SlotRef<'_, PAGE_SIZE>,
         id: usize,
-        order: u32,
-        base: usize,
+        slab: SlabAt,
         addr: usize,
-        class: SizeClass,
         size: usize,
     ) -> Result<(), FreeRejection> {
         // SAFETY: a slab page of ours: its header is live memory that only
         // this slot releases (and it is running this), read through atomics
         // and trusted once its magic matches (S5).
-        let hdr = unsafe { &*Self::header_at(&s.local.sections, base, order) };
-        if !hdr.is_live_at(base) || hdr.class() != class.0 {
+        let hdr = unsafe { &*Self::header_at(&s.local.sections, &slab) };
+        if !hdr.is_live_at(slab.base) || hdr.class() != slab.class.0 {
             return Err(FreeRejection::WrongClass);
         }
         let obj = s.local.sections.ptr_at(addr);
         let (slot, local) = (s.slot, &mut *s.local);
-        let mut slab = SlabCpu::new(&mut local.slab, &slot.counters.slab, &mut local.faults);
+        let mut slabs = SlabCpu::new(&mut local.slab, &slot.counters.slab, &mut local.faults);
         if DEBUG {
-            slab.debug_check_red_zone(hdr, obj, size);
+            slabs.debug_check_red_zone(hdr, obj, size);
         }
         // SAFETY: the header is validated and ours; caller gives the object
         // up.
-        if let Some(released) = unsafe { slab.dealloc_in(hdr, obj, None) }? {
-            self.release_slab(&mut slab, &mut local.sections, id, released);
+        if let Some(released) = unsafe { slabs.dealloc_in(hdr, obj, None) }? {
+            self.release_slab(&mut slabs, &mut local.sections, id, released);
         }
         Ok(())
     }
 
-    /// Frees the object at `addr` of class `class` into the slab at `base`
-    /// of CPU `owner` (not slot `id`): one remote bit, and a push of the
-    /// slab on the owner's pending stack when the free opens an epoch.
+    /// Frees the object at `addr` into `slab`, owned by another CPU: one
+    /// remote bit, and a push of the slab on the owner's pending stack when
+    /// the free opens an epoch. The header is touched only under H1.
     ///
     /// # Safety
     /// As `dealloc`.
-    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     unsafe fn free_remote(
         &self,
         s: &mut SlotRef<'_, PAGE_SIZE>,
         id: usize,
-        owner: usize,
-        order: u32,
-        base: usize,
+        slab: SlabAt,
         addr: usize,
-        class: SizeClass,
         size: usize,
     ) -> Result<(), FreeRejection> {
-        let owner_slot = self.slot(owner).ok_or(FreeRejection::NotAllocated)?;
-        let head = s
-            .local
-            .sections
-            .meta(&self.map, base, Self::PAGE_SHIFT)
-            .ok_or(FreeRejection::NotManaged)?;
+        let owner_slot = self.slot(slab.owner).ok_or(FreeRejection::NotAllocated)?;
+        // The slab lies in the section of `addr`, which the cache holds.
         let sections = &s.local.sections;
-        let touched = hazard::touch_remote_slab(
+        let head = sections
+            .meta_cached(&self.map, slab.base, Self::PAGE_SHIFT)
+            .ok_or(FreeRejection::NotAllocated)?;
+        if !hazard::cover_remote_slab(
             self.hazard(id),
             &self.release_sync,
-            base,
+            slab.base,
             head,
-            (order, owner),
-            || {
-                // SAFETY: H1: the slab was live after our hazard named it, so
-                // its owner keeps it (header included) until the hazard
-                // moves on; the header is read through atomics and trusted
-                // once its magic matches (S5).
-                let hdr = unsafe { &*Self::header_at(sections, base, order) };
-                if !hdr.is_live_at(base) || hdr.class() != class.0 {
-                    return Err(FreeRejection::WrongClass);
-                }
-                let obj = sections.ptr_at(addr);
-                // Debug checks: read the red zone while the object is still
-                // ours (a valid free), before its remote bit is published;
-                // report it only if the free is accepted.
-                let bad_red_zone = if DEBUG {
-                    // SAFETY: the caller gives the object up, so until its
-                    // remote bit is set nobody else writes it (for a double
-                    // free this may read memory another context owns; the
-                    // result is then discarded).
-                    unsafe {
-                        debug::scan(
-                            obj,
-                            debug::red_zone(size, hdr.object_bytes()),
-                            debug::RED_ZONE,
-                        )
-                    }
-                } else {
-                    None
-                };
-                match hdr.free_remote(obj) {
-                    Ok(push) => {
-                        if push {
-                            owner_slot.pending.push(hdr);
-                        }
-                        Ok(bad_red_zone.map(|off| (obj, off, hdr.object_bytes())))
-                    }
-                    Err(FreeFault::DoubleFree) => Err(FreeRejection::RemoteDoubleFree),
-                    Err(_) => Err(FreeRejection::NotAnObject),
-                }
-            },
-        );
-        let red_zone = touched.ok_or(FreeRejection::NotAllocated)??;
+            (slab.order, slab.owner),
+        ) {
+            return Err(FreeRejection::NotAllocated);
+        }
+        // SAFETY: H1: the slab was live after our hazard named it, so its
+        // owner keeps it (header included) until the hazard moves on; the
+        // header is read through atomics and trusted once its magic matches
+        // (S5).
+        let hdr = unsafe { &*Self::header_at(sections, &slab) };
+        if !hdr.is_live_at(slab.base) || hdr.class() != slab.class.0 {
+            return Err(FreeRejection::WrongClass);
+        }
+        let obj = sections.ptr_at(addr);
+        let red_zone = if DEBUG {
+            // SAFETY: as `free_remote_checked`'s contract.
+            unsafe { Self::free_remote_checked(hdr, obj, size, owner_slot) }?
+        } else {
+            match hdr.free_remote(obj) {
+                Ok(true) => owner_slot.pending.push(hdr),
+                Ok(false) => {}
+                Err(fault) => return Err(remote_rejection(fault)),
+            }
+            None
+        };
         s.slot.counters.remote_frees_sent.add(1);
         if let Some((obj, off, object_bytes)) = red_zone {
             s.slab().red_zone_found(obj, off, object_bytes);
         }
         Ok(())
+    }
+
+    /// Debug checks: the remote free of `obj` (in the live slab `hdr`) with
+    /// the red zone of a `size`-byte request read while the object is still
+    /// ours (a valid free), before its remote bit is published. A bad red
+    /// zone is returned to be reported only if the free is accepted.
+    ///
+    /// # Safety
+    /// The caller touches `hdr` under H1 and gives the object up.
+    #[cold]
+    unsafe fn free_remote_checked(
+        hdr: &SlabHeader,
+        obj: *mut u8,
+        size: usize,
+        owner_slot: &crate::cpu::CpuSlot<PAGE_SIZE>,
+    ) -> Result<Option<(*mut u8, usize, usize)>, FreeRejection> {
+        // SAFETY: the caller gives the object up, so until its remote bit is
+        // set nobody else writes it (for a double free this may read memory
+        // another context owns; the result is then discarded).
+        let bad = unsafe {
+            debug::scan(
+                obj,
+                debug::red_zone(size, hdr.object_bytes()),
+                debug::RED_ZONE,
+            )
+        };
+        match hdr.free_remote(obj) {
+            Ok(push) => {
+                if push {
+                    owner_slot.pending.push(hdr);
+                }
+                Ok(bad.map(|off| (obj, off, hdr.object_bytes())))
+            }
+            Err(fault) => Err(remote_rejection(fault)),
+        }
     }
 
     /// Whether `ptr`, a small object of `layout`, can serve `new_size`

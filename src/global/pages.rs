@@ -5,7 +5,7 @@ use super::GlobalAllocator;
 use crate::buddy::{PageMeta, SectionCache};
 use crate::cpu::{PageCache, PageSource, SlotRef};
 use crate::error::{AllocError, AllocResult};
-use crate::fault::{Fault, FaultKind, FreeRejection};
+use crate::fault::FreeRejection;
 use crate::platform::Platform;
 use crate::sync::{AtomicUsize, Ordering};
 use core::ptr::NonNull;
@@ -220,10 +220,7 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
                 .ok_or(FreeRejection::NotManaged)
                 .and_then(|meta| self.free_run(s, id, meta, addr, count));
             if let Err(why) = result {
-                s.slot.counters.slab.count_rejected_free();
-                s.local
-                    .faults
-                    .push(Fault::new(FaultKind::RejectedFree(why), addr, count, id));
+                super::object::reject(s, id, why, addr, count);
             }
             result
         });

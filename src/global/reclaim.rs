@@ -1,6 +1,7 @@
 //! Drains and memory pressure: giving cached memory back to the buddy.
 
 use super::GlobalAllocator;
+use super::object::ReleaseBatch;
 use crate::cpu::SlotRef;
 use crate::platform::Platform;
 use crate::slab::SlabCpu;
@@ -35,7 +36,9 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         let (slot, local) = (s.slot, &mut *s.local);
         let mut slab = SlabCpu::new(&mut local.slab, &slot.counters.slab, &mut local.faults);
         let sections = &mut local.sections;
-        slab.drain(|slab, released| self.release_slab(slab, sections, id, released));
+        let mut batch = ReleaseBatch::new();
+        slab.drain(|slab, released| self.batch_release(&mut batch, slab, sections, id, released));
+        self.flush_releases(&mut batch, &mut slab, id);
         s.pages(self).drain();
     }
 

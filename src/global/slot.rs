@@ -22,8 +22,9 @@ use crate::sync::{Ordering, RawLock};
 impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
     /// Runs `f` on the slot the current context owns, with that slot's id,
     /// then reports what `f` recorded, after the slot is left and every lock
-    /// released. `None` (without running `f`) before `init`.
-    #[inline]
+    /// released. `None` (without running `f`) before `init`. Always
+    /// inlined, so that `f` is inlined into its caller (a slow path).
+    #[inline(always)]
     pub(super) fn with_slot<R>(
         &self,
         f: impl FnOnce(&mut SlotRef<'_, PAGE_SIZE>, usize) -> R,
@@ -41,18 +42,18 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         // SAFETY: the pin makes this context the owner of its CPU's slot
         // (Platform contract, O1).
         let entered = own.and_then(|(id, slot)| unsafe { slot.enter() }.map(|s| (id, s)));
-        let (result, faults) = match entered {
+        // Written only when `f` recorded something: no copy otherwise.
+        let mut faults = None;
+        let result = match entered {
             Some((id, mut s)) => {
                 let r = f(&mut s, id);
-                (r, take_faults(&mut s))
+                take_faults(&mut s, &mut faults);
+                r
             }
-            None => {
-                let reentered = own.is_some();
-                self.on_shared_slot(shared_id, reentered, f)
-            }
+            None => self.on_shared_slot(shared_id, own.is_some(), &mut faults, f),
         };
         drop(pin);
-        if let Some(faults) = faults {
+        if let Some(faults) = &faults {
             faults.report();
         }
         Some(result)
@@ -67,8 +68,9 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         &self,
         shared_id: usize,
         reentered: bool,
+        faults: &mut Option<FaultLog>,
         f: impl FnOnce(&mut SlotRef<'_, PAGE_SIZE>, usize) -> R,
-    ) -> (R, Option<FaultLog>) {
+    ) -> R {
         let slot = self.slot(shared_id).expect("G1: the shared slot exists");
         self.shared.with(|| {
             // SAFETY: holding `shared` makes this context the shared slot's
@@ -82,7 +84,8 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
                     .push(Fault::new(FaultKind::Reentered, 0, 0, shared_id));
             }
             let r = f(&mut s, shared_id);
-            (r, take_faults(&mut s))
+            take_faults(&mut s, faults);
+            r
         })
     }
 
@@ -105,8 +108,9 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         // SAFETY: id < nr_slots - 1: an initialised CPU slot (G1).
         let slot = unsafe { &*slots.add(id) };
         // SAFETY: the pin makes this context the slot's owner (Platform
-        // contract, O1).
-        let mut s = unsafe { slot.enter() }?;
+        // contract, O1); the fast paths call no code that could re-enter
+        // the allocator.
+        let mut s = unsafe { slot.peek() }?;
         let result = f(&mut s);
         drop(s);
         drop(pin);
@@ -132,9 +136,13 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         unsafe { core::slice::from_raw_parts(hazards, self.nr_slots.load(Ordering::Relaxed)) }
     }
 
-    /// Slot `id`'s hazard (an initialised slot).
+    /// Slot `id`'s hazard (`id` is an initialised slot's).
+    #[inline(always)]
     pub(super) fn hazard(&self, id: usize) -> &Hazard {
-        &self.hazards()[id]
+        debug_assert!(id < self.nr_slots.load(Ordering::Relaxed));
+        // SAFETY: ids of initialised slots are below nr_slots, and `init`
+        // wrote that many hazards before publishing the slots (G1).
+        unsafe { &*self.hazards.load(Ordering::Relaxed).add(id) }
     }
 
     /// Runs `f` as the owner of slot `id`, which the caller may enter (O1:
@@ -154,12 +162,26 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         // SAFETY: forwarded caller contract.
         let mut s = unsafe { slot.enter() }?;
         f(&mut s);
-        take_faults(&mut s)
+        let mut faults = None;
+        take_faults(&mut s, &mut faults);
+        faults
     }
 }
 
-/// The faults recorded in slot `s`, taken out (cheap when there are none).
+/// Moves the faults recorded in slot `s` into `out`: one check when there
+/// are none.
 #[inline(always)]
-fn take_faults<const PAGE_SIZE: usize>(s: &mut SlotRef<'_, PAGE_SIZE>) -> Option<FaultLog> {
-    (!s.local.faults.is_empty()).then(|| s.local.faults.take())
+fn take_faults<const PAGE_SIZE: usize>(s: &mut SlotRef<'_, PAGE_SIZE>, out: &mut Option<FaultLog>) {
+    if !s.local.faults.is_empty() {
+        take_faults_cold(s, out);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn take_faults_cold<const PAGE_SIZE: usize>(
+    s: &mut SlotRef<'_, PAGE_SIZE>,
+    out: &mut Option<FaultLog>,
+) {
+    *out = Some(s.local.faults.take());
 }

@@ -147,6 +147,19 @@ fn prefetch(addr: *const u8) {
 #[repr(C, align(64))]
 struct CacheLine<T>(T);
 
+/// `T` alone on its cache line (what other CPUs write, kept away from
+/// what its owner writes).
+#[repr(C, align(64))]
+pub(crate) struct OwnLine<T>(pub(crate) T);
+
+impl<T> core::ops::Deref for OwnLine<T> {
+    type Target = T;
+    #[inline(always)]
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
 impl<T> core::ops::Deref for CacheLine<T> {
     type Target = T;
     #[inline(always)]
