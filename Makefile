@@ -52,10 +52,10 @@ doc:
 	RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p buddy-slab-allocator
 
 # Debug build first (debug assertions on), then the heavy property and
-# stress tests again optimised.
+# stress tests again optimised, and the CPU-time comparison with glibc.
 unit:
 	cargo test --workspace
-	cargo test --release --test model --test stress
+	cargo test --release --test model --test stress --test oversubscription
 
 # The knobs file reaches the build: the same test built against a second
 # configuration must see its values (own target dir: no rebuild ping-pong).
