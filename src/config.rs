@@ -20,6 +20,8 @@ const _: () = {
     assert!(slab::MAX_SLAB_ORDER <= 6);
     assert!(slab::MAX_WASTE_FRACTION >= 1);
     assert!(cpu::PAGE_CACHE_ORDERS <= 8);
-    assert!(cpu::PAGE_CACHE_BATCH >= 1 && cpu::PAGE_CACHE_BATCH <= cpu::PAGE_CACHE_HIGH);
+    assert!(cpu::PAGE_CACHE_BATCH >= 1 && cpu::PAGE_CACHE_HIGH >= 1);
+    assert!(cpu::IDLE_BUDGET_FRACTION >= 1);
+    assert!(cpu::ABSORB_CALLS >= 1 && cpu::ABSORB_CALLS <= u32::MAX as usize);
     assert!(cpu::HOST_MAX_CPUS >= 1);
 };

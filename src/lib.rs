@@ -11,8 +11,9 @@ extern crate std;
 pub mod arceos;
 // Under `cfg(loom)` only the lock-free remote-free path is compiled (its
 // atomics come from loom, which has no `const` constructors): the slab
-// header, the pending stack, page metadata, the release handshake and the
-// counters, driven by tests/loom.rs through `loom_model`.
+// header, the pending stack, page metadata, the release handshake, the
+// idle hand-off and the counters, driven by tests/loom.rs through
+// `loom_model`.
 #[cfg(not(loom))]
 pub mod buddy;
 #[cfg(loom)]
@@ -25,6 +26,8 @@ mod config;
 mod cpu;
 #[cfg(loom)]
 mod cpu {
+    #[path = "handoff.rs"]
+    pub(crate) mod handoff;
     #[path = "hazard.rs"]
     pub(crate) mod hazard;
 }

@@ -4,6 +4,7 @@
 //! These are thin wrappers: every operation is the real `SlabHeader` /
 //! `PendingSlabs` code the facade runs, with loom's atomics.
 
+use crate::cpu::handoff::{self, OwnerWord};
 use crate::slab::header::{PendingSlabs, SlabGeometry, SlabHeader};
 
 /// A slab formatted in caller memory, named by its header address.
@@ -143,6 +144,11 @@ impl Pending {
         self.0.push(slab.hdr());
     }
 
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// Owner: takes every pending slab.
     pub fn take_all(&self, mut f: impl FnMut(Slab)) {
         self.0
@@ -223,4 +229,49 @@ pub fn try_release(
     crate::cpu::hazard::try_release(&sync.0, &hazards.0, base, &head.0, (0, 0), || {
         slab.is_queued()
     })
+}
+
+/// Which slots have an owner (`cpu::handoff::OwnerWord`, as the host
+/// platform keeps it), for the idle hand-off (D1).
+pub struct Owners(OwnerWord);
+
+impl Owners {
+    /// No slot owned.
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        Self(OwnerWord::new())
+    }
+
+    /// Takes slot `bit` if no context owns it.
+    pub fn claim(&self, bit: u32) -> bool {
+        self.0.claim(bit)
+    }
+
+    /// Gives slot `bit` up (without looking at its pending stack).
+    pub fn release(&self, bit: u32) {
+        self.0.release(bit);
+    }
+
+    /// The freer's check after queueing a slab: slot `bit` has no owner.
+    pub fn idle_after_queueing(&self, bit: u32) -> bool {
+        self.0.idle_after_queueing(bit)
+    }
+
+    /// The hand-off loop the facade runs (`drain_while_idle`): while slot
+    /// `bit` can be claimed, runs `drain` as its owner, releases it, and
+    /// looks again if it is still idle with something on `pending`.
+    pub fn drain_while_idle(&self, bit: u32, pending: &Pending, mut drain: impl FnMut()) {
+        handoff::drain_while_idle(
+            || {
+                if !self.0.claim(bit) {
+                    return false;
+                }
+                drain();
+                self.0.release(bit);
+                true
+            },
+            || self.0.idle_after_queueing(bit),
+            || pending.0.is_empty(),
+        );
+    }
 }

@@ -89,9 +89,19 @@ fn readme_flow_allocates_and_returns_slabs() {
     p.slab.check_invariants();
     let s = p.slab.stats();
     assert_eq!(s.live_objects, 0);
-    // Only the active slab and the watermark's empty slab stay.
-    assert!(s.slabs <= 2, "{s:?}");
+    // Every slab is empty: kept up to the idle budget, handed back beyond.
+    assert_eq!(s.empty_bytes, s.slab_bytes, "{s:?}");
+    assert!(s.slab_bytes <= p.slab.idle_budget_bytes(), "{s:?}");
     let mut returned = 0;
+    // A budget of one page keeps at most one (one-page) slab of the class.
+    let Pair { slab, buddy } = &mut p;
+    slab.set_idle_budget_bytes(PAGE, |base, pages| {
+        // SAFETY: released slabs are blocks we gave the slab allocator.
+        unsafe { buddy.dealloc_pages(base, pages).unwrap() };
+        returned += 1;
+    });
+    let s = p.slab.stats();
+    assert!(s.slab_bytes <= PAGE, "{s:?}");
     p.slab.drain(|base, pages| {
         // SAFETY: drained slabs are blocks we gave the slab allocator.
         unsafe { p.buddy.dealloc_pages(base, pages).unwrap() };

@@ -4,6 +4,7 @@
 //! percpu CPU ids through axplat, axconfig's CPU count).
 
 use core::alloc::Layout;
+use core::mem::ManuallyDrop;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -64,7 +65,11 @@ fn map_err(e: CoreError) -> AllocError {
 /// Memory given to the core must be writable for the rest of the kernel's
 /// life; axruntime passes free RAM regions from the linear map.
 pub struct Backend {
-    inner: DefaultByteAllocator,
+    /// Never dropped: ArceOS keeps its heap in a `static`, and without
+    /// drop glue `GlobalAllocator::new()` stays usable in a `const` (as
+    /// with the stock backends). The core unregisters an instance from its
+    /// platform on drop; the ArceOS platform registers none.
+    inner: ManuallyDrop<DefaultByteAllocator>,
     /// `(start_vaddr, size)` of the part of the first region held back
     /// until paging is up (see [`BOOT_MAPPED_BYTES`]); size 0 once added.
     deferred: SpinNoIrq<(usize, usize)>,
@@ -92,7 +97,7 @@ impl Backend {
 
     pub const fn new() -> Self {
         Self {
-            inner: DefaultByteAllocator::new(),
+            inner: ManuallyDrop::new(DefaultByteAllocator::new()),
             deferred: SpinNoIrq::new((0, 0)),
             grown: AtomicBool::new(false),
         }

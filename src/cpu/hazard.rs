@@ -165,4 +165,9 @@ impl Hazard {
     pub(crate) fn clear(&self) {
         self.0.store(0, Ordering::Release);
     }
+
+    /// [`Self::clear`], returning the slab base it named (0 for none).
+    pub(crate) fn take(&self) -> usize {
+        self.0.swap(0, Ordering::Release)
+    }
 }

@@ -6,6 +6,7 @@
 //! its counters. Each slot's hazard (H1) lives in an array of its
 //! allocator's, beside the slots.
 
+pub(crate) mod handoff;
 pub(crate) mod hazard;
 mod page_cache;
 
@@ -13,11 +14,12 @@ pub(crate) use hazard::{Hazard, ReleaseSync};
 pub(crate) use page_cache::{PageCache, PageCounters, PageCpu, PageSource};
 
 use crate::buddy::SectionCache;
+use crate::config::cpu::ABSORB_CALLS;
 use crate::fault::FaultLog;
 use crate::slab::header::PendingSlabs;
 use crate::slab::{SizeClassTable, SlabCaches, SlabCounters, SlabCpu};
 use crate::stats::Counter;
-use crate::sync::{AtomicBool, Ordering};
+use crate::sync::{AtomicBool, AtomicU32, Ordering};
 use core::cell::UnsafeCell;
 
 /// What only the slot's owner touches (O1).
@@ -60,6 +62,10 @@ pub(crate) struct SlotCounters {
 pub(crate) struct CpuSlot<const PAGE_SIZE: usize> {
     /// Owner-only: set while a `SlotRef` of this slot lives (O1).
     busy: AtomicBool,
+    /// Owner-only: the owner's calls left before its next *visit*, a slow
+    /// path that absorbs remote frees and lets the page cache decay
+    /// (`cpu.absorb-calls`). Beside `busy`, which every fast path reads.
+    calls_left: AtomicU32,
     local: UnsafeCell<CpuLocal<PAGE_SIZE>>,
     /// Read by anyone.
     pub(crate) counters: SlotCounters,
@@ -85,6 +91,7 @@ impl<const PAGE_SIZE: usize> CpuSlot<PAGE_SIZE> {
     ) -> Self {
         Self {
             busy: AtomicBool::new(false),
+            calls_left: AtomicU32::new(ABSORB_CALLS as u32),
             local: UnsafeCell::new(CpuLocal {
                 slab: SlabCaches::new(table, cpu),
                 pages: PageCache::new(cpu, first_pfn, PAGE_SIZE.trailing_zeros()),
@@ -166,19 +173,59 @@ impl<const PAGE_SIZE: usize> Drop for SlotRef<'_, PAGE_SIZE> {
 }
 
 impl<const PAGE_SIZE: usize> SlotRef<'_, PAGE_SIZE> {
-    /// The slab view of this slot.
+    /// Counts one of the owner's calls on a fast path: `false` when a visit
+    /// is due (the caller then takes its slow path, which makes it).
+    /// Owner-only, so a plain load and store.
+    #[inline(always)]
+    pub(crate) fn tick(&self) -> bool {
+        let left = self.slot.calls_left.load(Ordering::Relaxed);
+        if left == 0 {
+            return false;
+        }
+        self.slot.calls_left.store(left - 1, Ordering::Relaxed);
+        true
+    }
+
+    /// Counts one call on a slow path; `true` when a visit is due, which
+    /// restarts the count.
+    #[inline]
+    pub(crate) fn visit_due(&self) -> bool {
+        let left = self.slot.calls_left.load(Ordering::Relaxed);
+        let due = left <= 1;
+        let next = if due { ABSORB_CALLS as u32 } else { left - 1 };
+        self.slot.calls_left.store(next, Ordering::Relaxed);
+        due
+    }
+
+    /// The slab view of this slot for paths that release no slab (the fast
+    /// paths, allocation): it may keep no empty slab, so a free through it
+    /// that empties one releases it.
     #[inline(always)]
     pub(crate) fn slab(&mut self) -> SlabCpu<'_, PAGE_SIZE> {
+        self.slab_within(0)
+    }
+
+    /// The slab view of this slot, keeping up to `spare` bytes of empty
+    /// slabs.
+    #[inline(always)]
+    pub(crate) fn slab_within(&mut self, spare: usize) -> SlabCpu<'_, PAGE_SIZE> {
         SlabCpu::new(
             &mut self.local.slab,
             &self.slot.counters.slab,
             &mut self.local.faults,
+            spare,
         )
     }
 
-    /// The page-cache view of this slot over `src`.
+    /// The page-cache view of this slot over `src`, for an idle budget of
+    /// `budget_pages` pages.
     #[inline(always)]
-    pub(crate) fn pages<'s, S: PageSource>(&'s mut self, src: &'s S) -> PageCpu<'s, S> {
+    pub(crate) fn pages<'s, S: PageSource>(
+        &'s mut self,
+        src: &'s S,
+        budget_pages: usize,
+    ) -> PageCpu<'s, S> {
+        self.local.pages.set_budget(budget_pages);
         PageCpu {
             cache: &mut self.local.pages,
             sections: &mut self.local.sections,

@@ -20,12 +20,20 @@
 //!
 //! # How much a CPU caches
 //! Each order has a `high` mark: a free that finds the list at `high` first
-//! returns a batch to the buddy. `high` starts at `page-cache-high` and
-//! adapts as Linux's pcp high does: a refill that follows a flush means
-//! blocks are cycling through the buddy because the cache is too small, so
-//! `high` doubles, up to this CPU's share of `1 / page-cache-fraction` of
-//! managed memory (shared by the CPUs whose marks have grown, and by the
-//! orders of one CPU). A drain (memory pressure, `drain`) resets it.
+//! returns a batch to the buddy. `high` starts at the *base* mark, which
+//! spreads half of the CPU's idle budget over the cached orders (at most
+//! `page-cache-high` blocks each), and adapts as Linux's pcp high does: a
+//! refill that follows a flush means blocks are cycling through the buddy
+//! because the cache is too small, so `high` doubles, up to this CPU's
+//! share of `1 / page-cache-fraction` of managed memory (shared by the CPUs
+//! whose marks have grown, and by the orders of one CPU). Growth decays
+//! once the load is gone: [`PageCpu::decay`], which the facade runs every
+//! `cpu.absorb-calls` calls of the CPU, halves a mark whose list saw no
+//! block cached or taken for twice as many of the CPU's calls as the mark
+//! holds blocks, and flushes what lies above it. So a grown mark of `h` blocks
+//! is back at the base within about `4 h` calls after its last use (a CPU
+//! that makes no calls at all keeps its cache until a drain). A drain
+//! (memory pressure, `drain`, thread exit) resets the marks to the base.
 #![deny(unsafe_code)]
 
 use crate::buddy::{CachedBlock, ClaimedRun, NIL, PageMeta, SectionCache};
@@ -68,7 +76,8 @@ pub(crate) trait PageSource {
 /// - P2: `len` blocks are reachable from `head` along `next` and from
 ///   `tail` along `prev`; `head` and `tail` are `NIL` iff `len == 0`. The
 ///   head's `prev` and the tail's `next` are never read (stale values).
-/// - P3: `PAGE_CACHE_HIGH <= high`.
+/// - P3: `base <= high`, where `base` is the cache's base mark
+///   (`PageCache::base`).
 #[derive(Clone, Copy)]
 struct BlockList {
     /// Newest block (a link, see `PageCache::link_of`) or `NIL`.
@@ -80,6 +89,10 @@ struct BlockList {
     high: usize,
     /// A batch went back to the buddy since the last refill.
     flushed: bool,
+    /// A block was cached or taken since the last decay.
+    used: bool,
+    /// The CPU's calls since the list was last used, as counted at decays.
+    quiet_calls: usize,
 }
 
 impl BlockList {
@@ -87,8 +100,10 @@ impl BlockList {
         head: NIL,
         tail: NIL,
         len: 0,
-        high: PAGE_CACHE_HIGH,
+        high: 1,
         flushed: false,
+        used: false,
+        quiet_calls: 0,
     };
 }
 
@@ -109,6 +124,8 @@ pub(crate) struct PageCache {
     lost_pages: usize,
     /// Whether this CPU is counted in the source's `growing_cpus`.
     counted_growing: bool,
+    /// The base mark of every order (P3): what it caches while idle.
+    base: usize,
 }
 
 /// Metadata of a block's head page, by address.
@@ -127,6 +144,35 @@ impl PageCache {
             pages: 0,
             lost_pages: 0,
             counted_growing: false,
+            base: 1,
+        }
+    }
+
+    /// The base mark for an idle budget of `budget_pages` pages: half of it
+    /// over the cached orders, within `1..=page-cache-high` blocks.
+    pub(crate) const fn base_for(budget_pages: usize) -> usize {
+        // Pages of one block of each cached order.
+        let per_mark = (1 << PAGE_CACHE_ORDERS) - 1;
+        let base = budget_pages / 2 / per_mark;
+        if base < 1 {
+            1
+        } else if base > PAGE_CACHE_HIGH {
+            PAGE_CACHE_HIGH
+        } else {
+            base
+        }
+    }
+
+    /// Sets the base mark for an idle budget of `budget_pages` pages,
+    /// raising the marks below it (P3).
+    #[inline]
+    pub(crate) fn set_budget(&mut self, budget_pages: usize) {
+        let base = Self::base_for(budget_pages);
+        if base != self.base {
+            self.base = base;
+            for list in &mut self.lists {
+                list.high = list.high.max(base);
+            }
         }
     }
 
@@ -198,6 +244,7 @@ impl PageCache {
         let list = &mut self.lists[order];
         list.head = link;
         list.len += 1;
+        list.used = true;
         self.pages += 1 << order;
     }
 
@@ -233,6 +280,9 @@ impl PageCache {
         };
         let list = &mut self.lists[order];
         list.len -= 1;
+        if NEWEST {
+            list.used = true;
+        }
         if list.len == 0 {
             (list.head, list.tail) = (NIL, NIL);
         } else if NEWEST {
@@ -277,39 +327,67 @@ impl PageCache {
     /// since the last refill, and kept within `page-cache-high` plus a share
     /// of `budget_pages` that the growth of this CPU's other orders leaves.
     fn note_refill(&mut self, order: usize, budget_pages: usize) {
+        let base = self.base;
         let others: usize = (0..PAGE_CACHE_ORDERS)
             .filter(|&o| o != order)
-            .map(|o| (self.lists[o].high - PAGE_CACHE_HIGH) << o)
+            .map(|o| (self.lists[o].high - base) << o)
             .sum();
-        let cap = PAGE_CACHE_HIGH.saturating_add(budget_pages.saturating_sub(others) >> order);
+        let cap = base.saturating_add(budget_pages.saturating_sub(others) >> order);
         let list = &mut self.lists[order];
         let want = if list.flushed {
             list.high * 2
         } else {
             list.high
         };
-        list.high = want.min(cap);
+        list.high = want.min(cap).max(base);
         list.flushed = false;
+        list.used = true;
     }
 
-    /// Whether a high mark is above `page-cache-high`.
+    /// Whether a high mark is above the base.
     fn has_grown(&self) -> bool {
-        self.lists.iter().any(|l| l.high > PAGE_CACHE_HIGH)
+        self.lists.iter().any(|l| l.high > self.base)
     }
 
-    /// Resets every high mark to `page-cache-high` (after a drain).
+    /// Resets every high mark to the base (after a drain).
     fn reset_high(&mut self) {
         for list in &mut self.lists {
-            list.high = PAGE_CACHE_HIGH;
+            list.high = self.base;
             list.flushed = false;
+            list.used = false;
+            list.quiet_calls = 0;
         }
+    }
+
+    /// Called every `calls` of the CPU's calls: halves the mark of every
+    /// order whose list has not been used (no block cached or taken) for
+    /// twice as many calls as its mark holds blocks (down to the base), and
+    /// returns
+    /// how many blocks of each order lie above their mark.
+    fn decay_marks(&mut self, calls: usize) -> [usize; PAGE_CACHE_ORDERS] {
+        let base = self.base;
+        let mut excess = [0; PAGE_CACHE_ORDERS];
+        for (order, list) in self.lists.iter_mut().enumerate() {
+            if list.used {
+                list.used = false;
+                list.quiet_calls = 0;
+            } else if list.high > base {
+                list.quiet_calls += calls;
+                if list.quiet_calls >= 2 * list.high {
+                    list.high = (list.high / 2).max(base);
+                    list.quiet_calls = 0;
+                }
+            }
+            excess[order] = list.len.saturating_sub(list.high);
+        }
+        excess
     }
 
     /// Checks P1–P3 (walks every list); panics on a violation.
     pub(crate) fn check<'m>(&self, mut meta_of: impl MetaOf<'m>) {
         let mut pages = 0;
         for (order, list) in self.lists.iter().enumerate() {
-            assert!(list.high >= PAGE_CACHE_HIGH, "P3: order {order}");
+            assert!(list.high >= self.base, "P3: order {order}");
             assert_eq!(list.len == 0, list.head == NIL, "P2: order {order} head");
             assert_eq!(list.len == 0, list.tail == NIL, "P2: order {order} tail");
             let mut cur = list.head;
@@ -397,7 +475,9 @@ impl<S: PageSource> PageCpu<'_, S> {
         let mut batch = [0usize; PAGE_CACHE_BATCH];
         let (cpu, shift, pages) = (self.cache.cpu, self.cache.page_shift, self.cache.pages);
         let cached = &self.counters.cached_bytes;
-        let (n, total_pages) = self.src.refill(order as u32, cpu, &mut batch, |n| {
+        // No more than the list may hold, plus the block handed out.
+        let want = PAGE_CACHE_BATCH.min(self.cache.lists[order].high.saturating_add(1));
+        let (n, total_pages) = self.src.refill(order as u32, cpu, &mut batch[..want], |n| {
             // All but the block handed out will be on the lists.
             cached.set((pages + (n.saturating_sub(1) << order)) << shift);
         });
@@ -475,7 +555,9 @@ impl<S: PageSource> PageCpu<'_, S> {
     /// is at its mark.
     pub(crate) fn free(&mut self, order: usize, addr: usize, run: ClaimedRun<'_>) {
         if self.cache.is_full(order) {
-            self.flush(order, PAGE_CACHE_BATCH);
+            // Half the list at most: a mark below the batch keeps some.
+            let high = self.cache.lists[order].high;
+            self.flush(order, PAGE_CACHE_BATCH.min(high.div_ceil(2)));
         }
         let (src, sections) = (self.src, &mut *self.sections);
         self.cache.push(order, addr, run, |a| src.meta(sections, a));
@@ -513,6 +595,22 @@ impl<S: PageSource> PageCpu<'_, S> {
         }
     }
 
+    /// Lets growth decay, `calls` of the CPU's calls after the last time
+    /// (see the module docs): marks of lists left unused for long halve,
+    /// and the blocks above them go back to the buddy.
+    pub(crate) fn decay(&mut self, calls: usize) {
+        let excess = self.cache.decay_marks(calls);
+        for (order, &n) in excess.iter().enumerate() {
+            if n > 0 {
+                // Not a sign the cache is too small: no growth follows.
+                let flushed = self.cache.lists[order].flushed;
+                self.flush(order, n);
+                self.cache.lists[order].flushed = flushed;
+            }
+        }
+        self.count_growing();
+    }
+
     /// Returns every cached block to the buddy and resets the marks.
     pub(crate) fn drain(&mut self) {
         for order in 0..PAGE_CACHE_ORDERS {
@@ -545,7 +643,9 @@ mod tests {
     /// A cache over `n` pages of metadata at page frames `first..first + n`.
     fn setup(n: usize, first: usize) -> (PageCache, Vec<PageMeta>) {
         let metas = (0..n).map(|_| PageMeta::new_tail()).collect();
-        (PageCache::new(CPU, first, SHIFT), metas)
+        let mut c = PageCache::new(CPU, first, SHIFT);
+        c.set_budget(usize::MAX);
+        (c, metas)
     }
 
     /// Makes the page at `pfn` the head of a claimed block of `order`.
@@ -658,6 +758,37 @@ mod tests {
         assert_eq!(c.lists_high(1), H, "never below the minimum");
         c.reset_high();
         assert_eq!(c.lists_high(0), H);
+    }
+
+    #[test]
+    fn the_base_spreads_half_the_budget_and_growth_decays_when_unused() {
+        let per_mark = (1 << PAGE_CACHE_ORDERS) - 1;
+        assert_eq!(PageCache::base_for(0), 1, "at least one block");
+        assert_eq!(PageCache::base_for(256), 128 / per_mark);
+        assert_eq!(PageCache::base_for(usize::MAX), PAGE_CACHE_HIGH);
+        let base = PageCache::base_for(256);
+        let mut c = PageCache::new(CPU, 0x100, SHIFT);
+        c.set_budget(256);
+        assert_eq!(c.lists_high(PAGE_CACHE_ORDERS - 1), base);
+        for _ in 0..2 {
+            c.lists[0].flushed = true;
+            c.note_refill(0, usize::MAX);
+        }
+        assert_eq!(c.lists_high(0), 4 * base, "grown twice");
+        // The list's length alone matters to the decay.
+        c.lists[0].len = 3 * base;
+        assert_eq!(c.decay_marks(1)[0], 0, "used since: kept");
+        assert_eq!(c.lists_high(0), 4 * base);
+        let quiet = 2 * 4 * base;
+        assert_eq!(c.decay_marks(quiet - 1)[0], 0, "not unused for long enough");
+        assert_eq!(c.decay_marks(1)[0], base, "halved: one mark's worth above");
+        assert_eq!(c.lists_high(0), 2 * base);
+        c.lists[0].used = true;
+        c.decay_marks(1 << 20);
+        assert_eq!(c.lists_high(0), 2 * base, "used again: kept");
+        c.decay_marks(1 << 20);
+        c.decay_marks(1 << 20);
+        assert_eq!(c.lists_high(0), base, "never below the base");
     }
 
     #[test]

@@ -13,13 +13,16 @@
 //! slab's free list; freed by another CPU it sets a bit in the slab's
 //! remote bitmap (one atomic OR) and, the first time, pushes the slab on
 //! the owner's pending stack (one CAS). The owner absorbs pending slabs on
-//! its next slow path: O(1) per slab, no walk over full slabs.
+//! its next slow path, and at the latest within `cpu.absorb-calls` of its
+//! own calls (`idle.rs`): O(1) per slab, no walk over full slabs.
 //!
 //! # Files
 //! - `slot.rs`: pinning, the slot a context owns (O1), fault reports after
 //!   release;
 //! - `object.rs`: objects, remote frees and slab release (H1);
 //! - `pages.rs`: page runs and the page cache's source (the locked buddy);
+//! - `idle.rs`: the idle budget, trimming to it, the owner's periodic
+//!   visit (prompt absorption of remote frees, page-cache decay);
 //! - `reclaim.rs`: drains, memory pressure;
 //! - `stats.rs`: statistics and invariant checks.
 //!
@@ -32,6 +35,7 @@
 //! and hazards. Nothing is logged while a pin or a lock is held: faults are
 //! recorded in the slot and reported after both are released.
 
+mod idle;
 mod object;
 mod pages;
 mod reclaim;
@@ -43,7 +47,7 @@ pub use stats::{CpuStats, GlobalStats};
 use crate::buddy::{BuddyAllocator, MAX_OWNER_CPUS, SectionMap};
 use crate::cpu::{CpuSlot, Hazard, ReleaseSync};
 use crate::error::{AllocError, AllocResult};
-use crate::platform::Platform;
+use crate::platform::{DrainHook, Platform};
 use crate::slab::{MAX_OBJECT_BYTES, SizeClassTable, SlabAllocator};
 use crate::sync::{AtomicPtr, AtomicUsize, Locked, Ordering, RawLock};
 use core::alloc::{GlobalAlloc, Layout};
@@ -85,6 +89,8 @@ pub struct GlobalAllocator<const PAGE_SIZE: usize, P: Platform = DefaultPlatform
     /// CPU slots whose page-cache marks are above the initial one: the
     /// CPUs sharing the page caches' growth budget.
     growing_cpus: AtomicUsize,
+    /// Each CPU's idle budget, bytes (`idle.rs`): set as regions are added.
+    idle_budget: AtomicUsize,
     /// Bumped when an allocation runs out of memory: every CPU drains its
     /// caches on its next slow path once it sees a new value.
     reclaim_epoch: AtomicUsize,
@@ -130,6 +136,7 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
             invalid_frees: AtomicUsize::new(0),
             reentries: AtomicUsize::new(0),
             growing_cpus: AtomicUsize::new(0),
+            idle_budget: AtomicUsize::new(0),
             reclaim_epoch: AtomicUsize::new(0),
             release_sync: ReleaseSync::new(),
             _platform: PhantomData,
@@ -143,9 +150,10 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
     /// `InvalidParam` if the region cannot hold the per-CPU slots.
     ///
     /// # Safety
-    /// As [`Self::add_region`]; additionally `self` is not moved while
-    /// anything it handed out is in use, and `init` runs once, before any
-    /// other call.
+    /// As [`Self::add_region`]; additionally `self` is not moved from now
+    /// on until it is dropped (the platform may keep its address to drain
+    /// CPU slots: [`Platform::register_instance`]), and `init` runs once,
+    /// before any other call.
     pub unsafe fn init(&self, region: &mut [u8]) -> AllocResult {
         if !self.slots.load(Ordering::Acquire).is_null() {
             return Err(AllocError::InvalidParam);
@@ -187,6 +195,7 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         self.hazards.store(hazards, Ordering::Relaxed);
         self.slots.store(slots, Ordering::Release);
         self.nr_cpu_slots.store(nr_slots - 1, Ordering::Release);
+        self.register_with_platform();
         log::info!(
             "buddy-slab: {} CPU slots, {} size classes, {} managed bytes",
             nr_slots,
@@ -194,6 +203,22 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
             self.managed_bytes()
         );
         Ok(())
+    }
+
+    /// Lets the platform drain this allocator's CPU slots (a thread's at
+    /// its exit, on the host) until [`Self::unregister_from_platform`].
+    fn register_with_platform(&self) {
+        P::register_instance(DrainHook {
+            instance: ptr::from_ref(self).cast(),
+            drain: Self::drain_hook,
+            drain_if_idle: Self::drain_if_idle_hook,
+        });
+    }
+
+    /// Stops the platform's drains: once this returns, none runs (and none
+    /// will, until registered again).
+    fn unregister_from_platform(&self) {
+        P::unregister_instance(ptr::from_ref(self).cast());
     }
 
     /// Adds a region of memory (hot-add). Safe to call while other CPUs
@@ -228,6 +253,7 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
             for s in added.iter().flatten() {
                 self.map.insert(s);
             }
+            self.set_idle_budget(b.managed_bytes());
             Ok::<_, AllocError>(added)
         })?;
         for s in added.iter().flatten() {
@@ -280,6 +306,14 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         // SAFETY: caller contract: the old block is given up on success.
         unsafe { self.dealloc(ptr, layout) };
         Ok(new)
+    }
+}
+
+impl<const PAGE_SIZE: usize, P: Platform> Drop for GlobalAllocator<PAGE_SIZE, P> {
+    fn drop(&mut self) {
+        if !self.slots.load(Ordering::Relaxed).is_null() {
+            self.unregister_from_platform();
+        }
     }
 }
 

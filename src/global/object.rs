@@ -32,6 +32,9 @@ impl ReleaseBatch<'_> {
     }
 }
 
+/// A red zone found written to: the object, the offset, the object size.
+type RedZoneHit = (*mut u8, usize, usize);
+
 /// What a freed address's page metadata says of its slab.
 #[derive(Clone, Copy)]
 struct SlabAt {
@@ -88,7 +91,12 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
             return None;
         }
         let class = Self::TABLE.class_of_small(layout.size());
-        self.on_own_slot(|s| s.slab().alloc_small(class))
+        self.on_own_slot(|s| {
+            if !s.tick() {
+                return None;
+            }
+            s.slab().alloc_small(class)
+        })
     }
 
     /// Every allocation the fast path does not serve: page runs, large
@@ -117,6 +125,7 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         id: usize,
         layout: Layout,
     ) -> AllocResult<NonNull<u8>> {
+        self.visit(s, id);
         match s.slab().alloc(layout)? {
             SlabAllocResult::Allocated(p) => Ok(p),
             SlabAllocResult::NeedsSlab { size_class, pages } => {
@@ -164,22 +173,34 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         added?;
         // The header is written: remote frees may now reach it.
         head.mark_slab_live(order, id);
-        match s.slab().alloc_class(class) {
+        let result = match s.slab().alloc_class(class) {
             SlabAllocResult::Allocated(p) => Ok(p),
             SlabAllocResult::NeedsSlab { .. } => Err(AllocError::NoMemory),
-        }
+        };
+        // An empty active slab the new one replaced joined the empty ones.
+        self.trim_slabs(s, id);
+        result
     }
 
-    /// Absorbs the remote frees other CPUs made into this slot's slabs.
+    /// Absorbs the remote frees other CPUs made into this slot's slabs,
+    /// releasing the slabs they emptied beyond the slot's budget.
     pub(super) fn absorb(&self, s: &mut SlotRef<'_, PAGE_SIZE>, id: usize) {
         let (slot, local) = (s.slot, &mut *s.local);
-        let mut slab = SlabCpu::new(&mut local.slab, &slot.counters.slab, &mut local.faults);
+        let spare = self.slab_spare();
+        let mut slab = SlabCpu::new(
+            &mut local.slab,
+            &slot.counters.slab,
+            &mut local.faults,
+            spare,
+        );
         let sections = &mut local.sections;
         let mut batch = ReleaseBatch::new();
         slab.absorb_pending(&slot.pending, |slab, released| {
             self.batch_release(&mut batch, slab, sections, id, released);
         });
         self.flush_releases(&mut batch, &mut slab, id);
+        // Active slabs the frees emptied count against the budget too.
+        self.trim_slabs(s, id);
     }
 
     /// Adds a slab slot `id` released to `batch`, its head marked dead
@@ -329,11 +350,23 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
             return false;
         }
         let class = Self::TABLE.class_of_small(layout.size());
-        self.on_own_slot(|s| {
+        let freed = self.on_own_slot(|s| {
+            if !s.tick() {
+                return None;
+            }
             // SAFETY: forwarded caller contract for the object.
-            unsafe { s.slab().free_small(ptr.as_ptr(), class) }.then_some(())
-        })
-        .is_some()
+            unsafe { s.slab().free_small(ptr.as_ptr(), class) }
+        });
+        match freed {
+            Some(false) => true,
+            Some(true) => {
+                // The active slab has no live object left: it now counts
+                // against the budget.
+                self.trim_here();
+                true
+            }
+            None => false,
+        }
     }
 
     /// Every free the fast path does not take: objects of other slabs and
@@ -348,6 +381,7 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         let done = self.with_slot(
             #[inline(always)]
             move |s, id| {
+                self.visit(s, id);
                 // SAFETY: forwarded caller contract.
                 let result = unsafe { self.free_in(s, id, ptr, layout) };
                 if let Err(why) = result {
@@ -448,7 +482,13 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         }
         let obj = s.local.sections.ptr_at(addr);
         let (slot, local) = (s.slot, &mut *s.local);
-        let mut slabs = SlabCpu::new(&mut local.slab, &slot.counters.slab, &mut local.faults);
+        let spare = self.slab_spare();
+        let mut slabs = SlabCpu::new(
+            &mut local.slab,
+            &slot.counters.slab,
+            &mut local.faults,
+            spare,
+        );
         if DEBUG {
             slabs.debug_check_red_zone(hdr, obj, size);
         }
@@ -457,6 +497,8 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         if let Some(released) = unsafe { slabs.dealloc_in(hdr, obj, None) }? {
             self.release_slab(&mut slabs, &mut local.sections, id, released);
         }
+        // An emptied active slab counts against the budget.
+        self.trim_slabs(s, id);
         Ok(())
     }
 
@@ -499,20 +541,27 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
             return Err(FreeRejection::WrongClass);
         }
         let obj = sections.ptr_at(addr);
-        let red_zone = if DEBUG {
+        let (pushed, red_zone) = if DEBUG {
             // SAFETY: as `free_remote_checked`'s contract.
             unsafe { Self::free_remote_checked(hdr, obj, size, owner_slot) }?
         } else {
             match hdr.free_remote(obj) {
-                Ok(true) => owner_slot.pending.push(hdr),
-                Ok(false) => {}
+                Ok(push) => {
+                    if push {
+                        owner_slot.pending.push(hdr);
+                    }
+                    (push, None)
+                }
                 Err(fault) => return Err(remote_rejection(fault)),
             }
-            None
         };
         s.slot.counters.remote_frees_sent.add(1);
         if let Some((obj, off, object_bytes)) = red_zone {
             s.slab().red_zone_found(obj, off, object_bytes);
+        }
+        // An owner that makes no more calls would never absorb the free.
+        if pushed && P::is_idle_hint(slab.owner) {
+            self.drain_idle_owner(s, id, slab.owner);
         }
         Ok(())
     }
@@ -520,7 +569,8 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
     /// Debug checks: the remote free of `obj` (in the live slab `hdr`) with
     /// the red zone of a `size`-byte request read while the object is still
     /// ours (a valid free), before its remote bit is published. A bad red
-    /// zone is returned to be reported only if the free is accepted.
+    /// zone is returned to be reported only if the free is accepted, with
+    /// whether the free queued the slab.
     ///
     /// # Safety
     /// The caller touches `hdr` under H1 and gives the object up.
@@ -530,7 +580,7 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         obj: *mut u8,
         size: usize,
         owner_slot: &crate::cpu::CpuSlot<PAGE_SIZE>,
-    ) -> Result<Option<(*mut u8, usize, usize)>, FreeRejection> {
+    ) -> Result<(bool, Option<RedZoneHit>), FreeRejection> {
         // SAFETY: the caller gives the object up, so until its remote bit is
         // set nobody else writes it (for a double free this may read memory
         // another context owns; the result is then discarded).
@@ -546,7 +596,7 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
                 if push {
                     owner_slot.pending.push(hdr);
                 }
-                Ok(bad.map(|off| (obj, off, hdr.object_bytes())))
+                Ok((push, bad.map(|off| (obj, off, hdr.object_bytes()))))
             }
             Err(fault) => Err(remote_rejection(fault)),
         }

@@ -69,6 +69,9 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
             return None;
         }
         self.on_own_slot(|s| {
+            if !s.tick() {
+                return None;
+            }
             // No reclaim check here: taking blocks shrinks the cache; the
             // free fast path, which grows it, checks.
             let (slot, local) = (s.slot, &mut *s.local);
@@ -97,8 +100,9 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         }
         if let Some(order) = PageCache::order_for(count, align_bytes >> Self::PAGE_SHIFT)
             && let Some(Some(ptr)) = self.with_slot(|s, id| {
+                self.visit(s, id);
                 self.honour_reclaim(s, id);
-                let addr = s.pages(self).alloc(order)?;
+                let addr = s.pages(self, self.budget_pages()).alloc(order)?;
                 s.local.sections.meta(&self.map, addr, Self::PAGE_SHIFT)?;
                 NonNull::new(s.local.sections.ptr_at(addr))
             })
@@ -184,6 +188,9 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
             return false;
         }
         self.on_own_slot(|s| {
+            if !s.tick() {
+                return None;
+            }
             let (slot, local) = (s.slot, &mut *s.local);
             if local.pages.is_full(order)
                 || !local.pages.can_cache(addr)
@@ -213,6 +220,7 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
     #[inline(never)]
     unsafe fn dealloc_pages_slow(&self, addr: usize, count: usize) -> AllocResult {
         let done = self.with_slot(|s, id| {
+            self.visit(s, id);
             let result = s
                 .local
                 .sections
@@ -263,7 +271,7 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
             .filter(|&o| addr.is_multiple_of(PAGE_SIZE << o) && s.local.pages.can_cache(addr))
         {
             self.honour_reclaim(s, id);
-            s.pages(self).free(order, addr, run);
+            s.pages(self, self.budget_pages()).free(order, addr, run);
             return Ok(());
         }
         self.buddy

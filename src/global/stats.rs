@@ -54,6 +54,10 @@ pub struct CpuStats {
     pub slab: SlabStats,
     /// Bytes in its page cache.
     pub cached_page_bytes: usize,
+    /// Bytes it keeps while idle: empty slabs and cached pages (within
+    /// [`GlobalAllocator::idle_budget_bytes`] once its page cache's growth
+    /// has decayed).
+    pub idle_bytes: usize,
     /// Frees it made of objects owned by other CPUs.
     pub remote_frees_sent: usize,
     /// Bytes its page cache dropped because a list link in page metadata
@@ -112,9 +116,12 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
     /// Statistics of CPU slot `cpu`.
     pub fn cpu_stats(&self, cpu: usize) -> Option<CpuStats> {
         let c = &self.slot(cpu)?.counters;
+        let slab = c.slab.stats(Self::TABLE);
+        let cached_page_bytes = c.pages.cached_bytes.get();
         Some(CpuStats {
-            slab: c.slab.stats(Self::TABLE),
-            cached_page_bytes: c.pages.cached_bytes.get(),
+            slab,
+            cached_page_bytes,
+            idle_bytes: slab.empty_bytes + cached_page_bytes,
             remote_frees_sent: c.remote_frees_sent.get(),
             page_cache_lost_bytes: c.pages.lost_bytes.get(),
         })
@@ -166,7 +173,7 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         self.buddy.with(|b| b.check_invariants());
         let _ = self.with_slot(|s, _| {
             s.slab().check_invariants();
-            s.pages(self).check();
+            s.pages(self, self.budget_pages()).check();
         });
     }
 }

@@ -1,7 +1,8 @@
 //! The slab allocator on its own, without the facade: one CPU's caches,
 //! their counters and a fault log in one value.
 
-use super::caches::{SlabCaches, SlabCounters, SlabCpu};
+use super::caches::{SlabCaches, SlabCpu};
+use super::counters::SlabCounters;
 use super::header::SlabHeader;
 use super::{ClassStats, SizeClass, SizeClassTable, SlabAllocResult, SlabDeallocResult, SlabStats};
 use crate::debug::ENABLED as DEBUG;
@@ -16,6 +17,8 @@ pub struct SlabAllocator<const PAGE_SIZE: usize> {
     caches: SlabCaches<PAGE_SIZE>,
     counters: SlabCounters,
     faults: FaultLog,
+    /// Bytes of empty slabs kept for reuse; beyond, frees hand slabs back.
+    idle_budget_bytes: usize,
 }
 
 impl<const PAGE_SIZE: usize> Default for SlabAllocator<PAGE_SIZE> {
@@ -53,12 +56,35 @@ impl<const PAGE_SIZE: usize> SlabAllocator<PAGE_SIZE> {
             caches: SlabCaches::new(table, cpu),
             counters: SlabCounters::new(),
             faults: FaultLog::new(),
+            idle_budget_bytes: crate::config::cpu::IDLE_BUDGET,
         }
     }
 
     #[inline(always)]
     fn cpu(&mut self) -> SlabCpu<'_, PAGE_SIZE> {
-        SlabCpu::new(&mut self.caches, &self.counters, &mut self.faults)
+        SlabCpu::new(
+            &mut self.caches,
+            &self.counters,
+            &mut self.faults,
+            self.idle_budget_bytes,
+        )
+    }
+
+    /// Bytes of wholly free slabs kept for reuse (`cpu.idle-budget` unless
+    /// set): a free that empties a slab beyond them answers
+    /// [`SlabDeallocResult::FreeSlab`].
+    pub fn idle_budget_bytes(&self) -> usize {
+        self.idle_budget_bytes
+    }
+
+    /// Sets [`Self::idle_budget_bytes`]; empty slabs beyond the new budget
+    /// go to `free_slab(base, pages)` now.
+    pub fn set_idle_budget_bytes(&mut self, bytes: usize, mut free_slab: impl FnMut(usize, usize)) {
+        self.idle_budget_bytes = bytes;
+        self.cpu().shed(bytes, |_, slab| {
+            let (base, pages) = slab.kill();
+            free_slab(base, pages);
+        });
     }
 
     /// The size-class table in use.

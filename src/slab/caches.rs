@@ -3,14 +3,13 @@
 //! owner's view of both ([`SlabCpu`]) where the slab logic runs.
 
 use super::MAX_CLASSES;
+use super::counters::SlabCounters;
 use super::header::{FreeFault, HeaderFault, PendingSlabs, SlabGeometry, SlabHeader, SlabState};
 use super::list::SlabList;
-use super::{ClassStats, SizeClass, SizeClassTable, SlabAllocResult, SlabStats};
-use crate::config::slab::EMPTY_SLABS_PER_CLASS;
+use super::{SizeClass, SizeClassTable, SlabAllocResult};
 use crate::debug::ENABLED as DEBUG;
 use crate::error::{AllocError, AllocResult};
 use crate::fault::{Fault, FaultKind, FaultLog, FreeRejection};
-use crate::stats::Counter;
 use core::alloc::Layout;
 use core::ptr::{self, NonNull};
 
@@ -71,35 +70,23 @@ impl ClassLists {
     }
 }
 
-/// One class's counters: written by the owner only (a relaxed load and
-/// store, no read-modify-write), read by anyone.
-struct ClassCounters {
-    nr_slabs: Counter,
-    /// Slabs on `empty`.
-    nr_empty: Counter,
-    live_objects: Counter,
-}
-
-impl ClassCounters {
-    const fn new() -> Self {
-        Self {
-            nr_slabs: Counter::new(),
-            nr_empty: Counter::new(),
-            live_objects: Counter::new(),
-        }
-    }
-}
-
 /// A CPU's slab lists for every size class: owner-only state.
 ///
 /// Invariant L1: every slab this CPU holds is in exactly one of: `active`
 /// of its class, its class's `partial` (state Partial, has free objects),
 /// `empty` (state Empty, no live object), or no list (state Full: its free
 /// list is empty).
+///
+/// Invariant L3: `empty_bytes` is the size of the slabs this CPU holds
+/// that have no live object: those on `empty` lists and empty active
+/// slabs (a partial or full slab always has one).
 pub(crate) struct SlabCaches<const PAGE_SIZE: usize> {
     pub(super) table: &'static SizeClassTable<PAGE_SIZE>,
     lists: [ClassLists; MAX_CLASSES],
     pub(super) cpu: usize,
+    empty_bytes: usize,
+    /// Where the next `shed` starts looking (round robin over classes).
+    shed_from: usize,
 }
 
 // SAFETY: the raw pointers are to slabs this CPU's caches own; moving the
@@ -113,19 +100,32 @@ impl<const PAGE_SIZE: usize> SlabCaches<PAGE_SIZE> {
             table,
             lists: [const { ClassLists::new() }; MAX_CLASSES],
             cpu,
+            empty_bytes: 0,
+            shed_from: 0,
         }
+    }
+
+    /// Bytes of slabs without a live object (L3).
+    #[inline]
+    pub(crate) fn empty_bytes(&self) -> usize {
+        self.empty_bytes
     }
 
     /// Walks every listed slab and checks S1, S2, L1 and L2 against
     /// `counters`; panics on a violation. Full slabs are on no list and are
     /// not reached.
     pub(crate) fn check(&self, counters: &SlabCounters) {
+        let mut empty_bytes = 0;
         for class in self.table.classes() {
             let c = &self.lists[class.index()];
+            let bytes = PAGE_SIZE << self.table.slab_order(class);
             // SAFETY: `active` is null or live (L1).
             if let Some(hdr) = unsafe { c.active.as_ref() } {
                 assert_eq!(hdr.state.get(), SlabState::Active);
                 hdr.check();
+                if hdr.nr_allocated() == 0 {
+                    empty_bytes += bytes;
+                }
             }
             let listed = c.partial.check_links("partial", |hdr| {
                 assert_eq!(hdr.state.get(), SlabState::Partial, "L1");
@@ -140,7 +140,10 @@ impl<const PAGE_SIZE: usize> SlabCaches<PAGE_SIZE> {
             let counted = counters.class(class);
             assert_eq!(counted.nr_empty.get(), empty, "L2: empty slabs counted");
             assert!(listed + empty <= counted.nr_slabs.get(), "L2");
+            empty_bytes += empty * bytes;
         }
+        assert_eq!(empty_bytes, self.empty_bytes, "L3: bytes of empty slabs");
+        assert_eq!(counters.empty_bytes.get(), self.empty_bytes, "L3 published");
     }
 
     /// The lists of `class`, for the fast paths: no bounds check.
@@ -153,96 +156,52 @@ impl<const PAGE_SIZE: usize> SlabCaches<PAGE_SIZE> {
     }
 }
 
-/// A CPU's slab counters, readable from any CPU.
-///
-/// Invariant L2: `nr_slabs` counts the slabs of L1 per class, `nr_empty`
-/// those on `empty`, `live_objects` the objects handed out and not freed
-/// (remote frees count once absorbed).
-pub(crate) struct SlabCounters {
-    classes: [ClassCounters; MAX_CLASSES],
-    pub(super) invalid_frees: Counter,
-    pub(super) poison_faults: Counter,
-    pub(super) red_zone_faults: Counter,
-}
-
-impl SlabCounters {
-    pub(crate) const fn new() -> Self {
-        Self {
-            classes: [const { ClassCounters::new() }; MAX_CLASSES],
-            invalid_frees: Counter::new(),
-            poison_faults: Counter::new(),
-            red_zone_faults: Counter::new(),
-        }
-    }
-
-    #[inline(always)]
-    fn class(&self, class: SizeClass) -> &ClassCounters {
-        debug_assert!(class.index() < MAX_CLASSES);
-        // SAFETY: C5, as in `SlabCaches::lists`.
-        unsafe { self.classes.get_unchecked(class.index()) }
-    }
-
-    /// Statistics of `class` of a table for pages of `PAGE_SIZE`.
-    pub(crate) fn class_stats<const PAGE_SIZE: usize>(
-        &self,
-        table: &SizeClassTable<PAGE_SIZE>,
-        class: SizeClass,
-    ) -> ClassStats {
-        let c = self.class(class);
-        ClassStats {
-            object_bytes: table.object_bytes(class),
-            slabs: c.nr_slabs.get(),
-            empty_slabs: c.nr_empty.get(),
-            live_objects: c.live_objects.get(),
-        }
-    }
-
-    /// Totals over every class of `table`.
-    pub(crate) fn stats<const PAGE_SIZE: usize>(
-        &self,
-        table: &SizeClassTable<PAGE_SIZE>,
-    ) -> SlabStats {
-        let mut s = SlabStats {
-            invalid_frees: self.invalid_frees.get(),
-            poison_faults: self.poison_faults.get(),
-            red_zone_faults: self.red_zone_faults.get(),
-            ..SlabStats::default()
-        };
-        for class in table.classes() {
-            let c = self.class(class);
-            s.slabs += c.nr_slabs.get();
-            s.slab_bytes += c.nr_slabs.get() * (PAGE_SIZE << table.slab_order(class));
-            s.live_objects += c.live_objects.get();
-        }
-        s
-    }
-
-    /// Counts a free the facade rejected before it reached a slab.
-    pub(crate) fn count_rejected_free(&self) {
-        self.invalid_frees.add(1);
-    }
-}
-
 /// The owner's view of a CPU's slab state: its lists, its counters and
 /// where its faults go. All slab logic runs here.
 pub(crate) struct SlabCpu<'a, const PAGE_SIZE: usize> {
     caches: &'a mut SlabCaches<PAGE_SIZE>,
     pub(super) counters: &'a SlabCounters,
     faults: &'a mut FaultLog,
+    /// Bytes of empty slabs this CPU may keep (its share of the idle
+    /// budget): a slab emptied beyond it is released.
+    spare: usize,
 }
 
 impl<'a, const PAGE_SIZE: usize> SlabCpu<'a, PAGE_SIZE> {
+    /// The view of `caches`, keeping at most `spare` bytes of empty slabs.
     #[inline(always)]
     pub(crate) fn new(
         caches: &'a mut SlabCaches<PAGE_SIZE>,
         counters: &'a SlabCounters,
         faults: &'a mut FaultLog,
+        spare: usize,
     ) -> Self {
         Self {
             caches,
             counters,
             faults,
+            spare,
         }
+    }
+
+    /// Bytes of a slab of `class`.
+    #[inline(always)]
+    fn slab_bytes(&self, class: SizeClass) -> usize {
+        PAGE_SIZE << self.table().slab_order(class)
+    }
+
+    /// A slab of `class` joined the empty ones (L3).
+    #[inline]
+    fn count_empty(&mut self, class: SizeClass) {
+        self.caches.empty_bytes += self.slab_bytes(class);
+        self.counters.empty_bytes.set(self.caches.empty_bytes);
+    }
+
+    /// A slab of `class` left the empty ones (L3).
+    #[inline]
+    fn uncount_empty(&mut self, class: SizeClass) {
+        self.caches.empty_bytes -= self.slab_bytes(class);
+        self.counters.empty_bytes.set(self.caches.empty_bytes);
     }
 
     fn table(&self) -> &'static SizeClassTable<PAGE_SIZE> {
@@ -294,36 +253,41 @@ impl<'a, const PAGE_SIZE: usize> SlabCpu<'a, PAGE_SIZE> {
     }
 
     /// Fast path of the facade's free: frees `obj`, a request of `class`, if
-    /// it is an allocated object of the class's active slab. Returns
-    /// `false`, having changed nothing, for anything else (another slab, a
-    /// bad free, debug checks on): the caller then takes the validating
-    /// path, which also reports.
+    /// it is an allocated object of the class's active slab. Returns `None`,
+    /// having changed nothing, for anything else (another slab, a bad free,
+    /// debug checks on): the caller then takes the validating path, which
+    /// also reports. `Some(emptied)`: freed; `emptied` says the slab has no
+    /// live object left (the caller may have to trim to its budget).
     ///
     /// # Safety
     /// The caller gives the object up.
     #[inline(always)]
-    pub(crate) unsafe fn free_small(&mut self, obj: *mut u8, class: SizeClass) -> bool {
+    pub(crate) unsafe fn free_small(&mut self, obj: *mut u8, class: SizeClass) -> Option<bool> {
         if DEBUG {
-            return false;
+            return None;
         }
         // SAFETY: `active` is null or a live slab of this class owned by
         // this CPU (L1), so its header is trusted without the magic check;
         // `free_local` validates `obj` against it before any write.
-        let Some(hdr) = (unsafe { self.caches.lists(class).active.as_ref() }) else {
-            return false;
-        };
+        let hdr = unsafe { self.caches.lists(class).active.as_ref() }?;
         // SAFETY: forwarded caller contract; an Active slab needs no list
         // move after a free.
-        if unsafe { hdr.free_local(obj) }.is_err() {
-            return false;
-        }
+        unsafe { hdr.free_local(obj) }.ok()?;
         self.counters.class(class).live_objects.sub(1);
-        true
+        if hdr.nr_allocated() == 0 {
+            self.count_empty_cold(class);
+            return Some(true);
+        }
+        Some(false)
     }
 
     /// Accounts for `obj`, just popped from `hdr`, and returns it.
     #[inline(always)]
     fn handed_out(&mut self, class: SizeClass, hdr: &SlabHeader, obj: *mut u8) -> NonNull<u8> {
+        if hdr.nr_allocated() == 1 {
+            // The (active) slab was empty (L3).
+            self.uncount_empty_cold(class);
+        }
         self.counters.class(class).live_objects.add(1);
         if DEBUG {
             self.debug_on_alloc(hdr, obj);
@@ -331,6 +295,18 @@ impl<'a, const PAGE_SIZE: usize> SlabCpu<'a, PAGE_SIZE> {
         // SAFETY: objects are never at address 0 (slabs are in managed
         // memory, which starts above 0).
         unsafe { NonNull::new_unchecked(obj) }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn uncount_empty_cold(&mut self, class: SizeClass) {
+        self.uncount_empty(class);
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn count_empty_cold(&mut self, class: SizeClass) {
+        self.count_empty(class);
     }
 
     /// Pops from `hdr`, repairing (and recording) what makes it refuse.
@@ -349,6 +325,9 @@ impl<'a, const PAGE_SIZE: usize> SlabCpu<'a, PAGE_SIZE> {
                     // The object counts as live until the stray bit is
                     // absorbed (S3), which frees it again.
                     let class = SizeClass(hdr.class());
+                    if hdr.nr_allocated() == 1 {
+                        self.uncount_empty(class);
+                    }
                     self.counters.class(class).live_objects.add(1);
                     self.counters.invalid_frees.add(1);
                     (FaultKind::StrayRemoteFree, obj.addr())
@@ -367,6 +346,11 @@ impl<'a, const PAGE_SIZE: usize> SlabCpu<'a, PAGE_SIZE> {
             if let Some(hdr) = unsafe { lists.active.as_ref() } {
                 if let Some(obj) = self.pop_repairing(hdr) {
                     return SlabAllocResult::Allocated(self.handed_out(class, hdr, obj));
+                }
+                if hdr.nr_allocated() == 0 {
+                    // No object to hand out, yet none allocated: a broken
+                    // slab, kept aside as full rather than trusted (L3).
+                    self.uncount_empty(class);
                 }
                 hdr.state.set(SlabState::Full);
                 self.caches.lists[class.index()].active = ptr::null_mut();
@@ -431,29 +415,34 @@ impl<'a, const PAGE_SIZE: usize> SlabCpu<'a, PAGE_SIZE> {
         // (checked); its geometry is the table's for this page size (C3).
         unsafe { SlabHeader::init(hdr, base, &geo, self.caches.cpu) };
         self.counters.class(class).nr_slabs.add(1);
+        // A new slab has no live object (L3) until its first allocation.
+        self.count_empty(class);
         // SAFETY: just initialised.
         let hdr = unsafe { &*hdr };
-        let lists = &mut self.caches.lists[class.index()];
         // A fresh slab goes first in line: it is the one the caller needed.
         // SAFETY: `active` is null or live (L1).
-        if let Some(old) = unsafe { lists.active.as_ref() } {
-            if old.has_free() {
+        if let Some(old) = unsafe { self.caches.lists[class.index()].active.as_ref() } {
+            if old.nr_allocated() == 0 {
+                // Empty already (and counted so): to the empty list.
+                self.keep_empty(old);
+            } else if old.has_free() {
                 old.state.set(SlabState::Partial);
-                lists.partial.push(old);
+                self.caches.lists[class.index()].partial.push(old);
             } else {
                 old.state.set(SlabState::Full);
             }
         }
         hdr.state.set(SlabState::Active);
-        lists.active = ptr::from_ref(hdr).cast_mut();
+        self.caches.lists[class.index()].active = ptr::from_ref(hdr).cast_mut();
         Ok(())
     }
 
     /// Frees `obj` into the slab `hdr` owned by this CPU, checking that it
     /// is an allocated object of class `class` (if given). A rejected free
     /// changes nothing and says why (the caller counts and records it);
-    /// an accepted one gives `Ok(Some)` if it emptied the slab beyond the
-    /// watermark.
+    /// an accepted one gives `Ok(Some)` if it emptied a slab this CPU may
+    /// not keep. (An emptied active slab stays, counted as empty: the caller
+    /// trims to its budget.)
     ///
     /// # Safety
     /// `hdr` is a live slab owned by this CPU; the caller gives the object
@@ -477,7 +466,12 @@ impl<'a, const PAGE_SIZE: usize> SlabCpu<'a, PAGE_SIZE> {
         let class = SizeClass(hdr.class());
         self.counters.class(class).live_objects.sub(1);
         Ok(match hdr.state.get() {
-            SlabState::Active => None,
+            SlabState::Active => {
+                if hdr.nr_allocated() == 0 {
+                    self.count_empty(class);
+                }
+                None
+            }
             SlabState::Full if hdr.nr_allocated() > 0 => {
                 hdr.state.set(SlabState::Partial);
                 self.caches.lists[class.index()].partial.push_back(hdr);
@@ -489,28 +483,31 @@ impl<'a, const PAGE_SIZE: usize> SlabCpu<'a, PAGE_SIZE> {
     }
 
     /// A non-active slab has no live object left: keep it as an empty slab
-    /// or release it.
+    /// if the budget allows, or release it.
     fn slab_emptied(&mut self, hdr: &SlabHeader) -> Option<ReleasedSlab> {
         let class = SizeClass(hdr.class());
         let lists = &mut self.caches.lists[class.index()];
-        let counters = self.counters.class(class);
         match hdr.state.get() {
             SlabState::Partial => lists.partial.remove(hdr),
             SlabState::Empty => {
                 lists.empty.remove(hdr);
-                counters.nr_empty.sub(1);
+                self.counters.class(class).nr_empty.sub(1);
+                self.uncount_empty(class);
             }
             SlabState::Full | SlabState::Active => {}
         }
         // A queued slab is still on a pending stack and must not be released
         // yet (S4): it is re-examined when the owner absorbs it.
-        if counters.nr_empty.get() < EMPTY_SLABS_PER_CLASS || hdr.is_queued() {
+        if self.caches.empty_bytes + self.slab_bytes(class) <= self.spare || hdr.is_queued() {
             self.keep_empty(hdr);
+            self.count_empty(class);
             return None;
         }
         Some(self.release(hdr))
     }
 
+    /// Puts `hdr`, a slab without a live object, on its class's empty list.
+    /// (L3's count is the caller's.)
     fn keep_empty(&mut self, hdr: &SlabHeader) {
         let class = SizeClass(hdr.class());
         hdr.state.set(SlabState::Empty);
@@ -518,7 +515,8 @@ impl<'a, const PAGE_SIZE: usize> SlabCpu<'a, PAGE_SIZE> {
         self.counters.class(class).nr_empty.add(1);
     }
 
-    /// Takes an empty slab (off every list) out of the counts.
+    /// Takes an empty slab (off every list, not counted in L3) out of the
+    /// counts.
     fn release(&mut self, hdr: &SlabHeader) -> ReleasedSlab {
         self.counters.class(SizeClass(hdr.class())).nr_slabs.sub(1);
         // SAFETY: slab headers live until their memory goes back to the
@@ -530,13 +528,62 @@ impl<'a, const PAGE_SIZE: usize> SlabCpu<'a, PAGE_SIZE> {
     /// free may still reach it): an empty slab again.
     pub(crate) fn retain(&mut self, slab: ReleasedSlab) {
         let hdr = slab.0;
-        self.counters.class(SizeClass(hdr.class())).nr_slabs.add(1);
+        let class = SizeClass(hdr.class());
+        self.counters.class(class).nr_slabs.add(1);
         self.keep_empty(hdr);
+        self.count_empty(class);
+    }
+
+    /// Releases empty slabs until this CPU keeps at most `target` bytes of
+    /// them: from the empty lists first (round robin over the classes),
+    /// then empty active slabs. A queued slab stays (S4). `released`
+    /// receives each.
+    pub(crate) fn shed(
+        &mut self,
+        target: usize,
+        mut released: impl FnMut(&mut Self, ReleasedSlab),
+    ) {
+        let n = self.table().len();
+        for pass in 0..2 {
+            let mut visited = 0;
+            while self.caches.empty_bytes > target && visited < n {
+                let c = self.caches.shed_from % n;
+                self.caches.shed_from = self.caches.shed_from.wrapping_add(1);
+                visited += 1;
+                let class = SizeClass(c as u8);
+                let hdr = if pass == 0 {
+                    let Some(hdr) = self.caches.lists[c].empty.iter().find(|h| !h.is_queued())
+                    else {
+                        continue;
+                    };
+                    // SAFETY: list members are live slabs this CPU owns (L1).
+                    let hdr = unsafe { &*ptr::from_ref(hdr) };
+                    self.caches.lists[c].empty.remove(hdr);
+                    self.counters.class(class).nr_empty.sub(1);
+                    hdr
+                } else {
+                    // SAFETY: `active` is null or live (L1).
+                    let Some(hdr) = (unsafe { self.caches.lists[c].active.as_ref() }) else {
+                        continue;
+                    };
+                    if hdr.nr_allocated() != 0 || hdr.is_queued() {
+                        continue;
+                    }
+                    self.caches.lists[c].active = ptr::null_mut();
+                    hdr
+                };
+                // Visit this class again: it may hold more.
+                visited = 0;
+                self.uncount_empty(class);
+                let slab = self.release(hdr);
+                released(self, slab);
+            }
+        }
     }
 
     /// Absorbs the remote frees of every slab on `pending`, moving slabs to
     /// the lists they now belong on; `released` receives each slab that
-    /// became free beyond the watermark.
+    /// became free beyond the budget.
     pub(crate) fn absorb_pending(
         &mut self,
         pending: &PendingSlabs,
@@ -565,7 +612,12 @@ impl<'a, const PAGE_SIZE: usize> SlabCpu<'a, PAGE_SIZE> {
                 .live_objects
                 .sub(before - hdr.nr_allocated());
             let emptied = match hdr.state.get() {
-                SlabState::Active => false,
+                SlabState::Active => {
+                    if before > 0 && hdr.nr_allocated() == 0 {
+                        self.count_empty(class);
+                    }
+                    false
+                }
                 SlabState::Full if hdr.nr_allocated() > 0 => {
                     if hdr.has_free() {
                         hdr.state.set(SlabState::Partial);
@@ -593,6 +645,7 @@ impl<'a, const PAGE_SIZE: usize> SlabCpu<'a, PAGE_SIZE> {
                 && hdr.nr_allocated() == 0
             {
                 lists.active = ptr::null_mut();
+                // Counted as empty already (L3).
                 self.keep_empty(hdr);
             }
             let (mut keep, mut kept) = (SlabList::new(), 0);
@@ -608,6 +661,7 @@ impl<'a, const PAGE_SIZE: usize> SlabCpu<'a, PAGE_SIZE> {
             self.caches.lists[c].empty = keep;
             self.counters.class(class).nr_empty.set(kept);
             while let Some(hdr) = out.pop() {
+                self.uncount_empty(class);
                 let slab = self.release(hdr);
                 released(self, slab);
             }

@@ -2,8 +2,9 @@
 //!
 //! Each size class keeps one *active* slab whose free list serves
 //! allocations, a *partial* queue of slabs with free objects, and an *empty*
-//! list of wholly free slabs (at most `slab.empty-slabs-per-class`; further
-//! ones are handed back as [`SlabDeallocResult::FreeSlab`]). Full slabs are
+//! list of wholly free slabs (up to the CPU's idle budget in bytes,
+//! `cpu.idle-budget`; further ones are handed back as
+//! [`SlabDeallocResult::FreeSlab`]). Full slabs are
 //! on no list. An object finds its slab header by arithmetic: slabs are
 //! naturally aligned blocks and the header sits at their end.
 //!
@@ -24,13 +25,15 @@
 
 mod allocator;
 mod caches;
+mod counters;
 mod debug;
 pub(crate) mod header;
 mod list;
 mod size_class;
 
 pub use allocator::SlabAllocator;
-pub(crate) use caches::{ReleasedSlab, SlabCaches, SlabCounters, SlabCpu};
+pub(crate) use caches::{ReleasedSlab, SlabCaches, SlabCpu};
+pub(crate) use counters::SlabCounters;
 pub use size_class::{MAX_CLASSES, MAX_OBJECT_BYTES, MAX_OBJECTS, SizeClass, SizeClassTable};
 
 use core::ptr::NonNull;
@@ -56,7 +59,7 @@ pub enum SlabDeallocResult {
     /// The object is back on its slab's free list (or the free was rejected
     /// and recorded; see [`SlabStats::invalid_frees`]).
     Done,
-    /// The free emptied a slab beyond the empty-slab watermark: return
+    /// The free emptied a slab beyond the idle budget: return
     /// `pages` pages at `base` to the page allocator.
     FreeSlab {
         /// Slab address.
@@ -86,6 +89,9 @@ pub struct SlabStats {
     pub slabs: usize,
     /// Bytes of slab memory held.
     pub slab_bytes: usize,
+    /// Bytes of slabs without a live object (kept for reuse, within the
+    /// idle budget).
+    pub empty_bytes: usize,
     /// Objects live.
     pub live_objects: usize,
     /// Frees rejected: double, foreign, interior pointer, wrong class.
