@@ -22,6 +22,6 @@ const _: () = {
     assert!(cpu::PAGE_CACHE_ORDERS <= 8);
     assert!(cpu::PAGE_CACHE_BATCH >= 1 && cpu::PAGE_CACHE_HIGH >= 1);
     assert!(cpu::IDLE_BUDGET_FRACTION >= 1);
-    assert!(cpu::ABSORB_CALLS >= 1 && cpu::ABSORB_CALLS <= u32::MAX as usize);
+    assert!(cpu::DECAY_CALLS >= 1 && cpu::DECAY_CALLS <= u32::MAX as usize);
     assert!(cpu::HOST_MAX_CPUS >= 1);
 };

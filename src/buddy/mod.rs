@@ -39,7 +39,7 @@ use crate::config::{LOWMEM_LIMIT, MAX_ORDER, MAX_SECTIONS, NR_ORDERS};
 use crate::error::{AllocError, AllocResult};
 use crate::fault::{Fault, FaultKind, FaultLog};
 use core::ptr::NonNull;
-use section::Section;
+use section::{Placement, Section};
 
 /// CPU id recorded in faults the buddy finds (it has no CPU of its own).
 const NO_CPU: usize = u32::MAX as usize;
@@ -269,7 +269,9 @@ impl<const PAGE_SIZE: usize> BuddyAllocator<PAGE_SIZE> {
     fn alloc_in(&mut self, i: usize, order: u32, count: usize) -> usize {
         let shift = Self::PAGE_SHIFT;
         let s = self.section_mut(i);
-        let idx = s.alloc_block(order).expect("has_order(order) was checked");
+        let idx = s
+            .alloc_block(order, Placement::Low)
+            .expect("has_order(order) was checked");
         s.free_run(idx + count, (1 << order) - count);
         s.meta(idx).start_run(count as u32);
         (s.base_pfn + idx) << shift
@@ -490,7 +492,9 @@ impl<const PAGE_SIZE: usize> BuddyAllocator<PAGE_SIZE> {
             .ok_or(AllocError::NoMemory)?;
         let shift = Self::PAGE_SHIFT;
         let s = self.section_mut(i);
-        let idx = s.alloc_block(order).expect("has_order(order) was checked");
+        let idx = s
+            .alloc_block(order, Placement::High)
+            .expect("has_order(order) was checked");
         s.meta(idx).tag_slab_head(order, owner);
         for t in idx + 1..idx + (1 << order) {
             s.meta(t).tag_slab_tail(order, owner);

@@ -8,6 +8,22 @@ use super::page_meta::{NIL, PageKind, PageMeta};
 use crate::config::{MAX_ORDER, NR_ORDERS};
 use core::ptr::NonNull;
 
+/// Which end of free memory a block is taken from. Slabs come from the
+/// high end and page runs from the low end, so that the two kinds of
+/// allocation, which live on different time scales, do not interleave and
+/// large free blocks survive between them (grouping by mobility, as Linux
+/// does by pageblock).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Placement {
+    /// Page runs and page-cache refills.
+    Low,
+    /// Slabs.
+    High,
+}
+
+/// Free blocks a pick looks at (the placement is best effort: O(1)).
+const PICK_SCAN: usize = 8;
+
 /// Free lists and metadata of one section. See `PageMeta` for B1..B4.
 ///
 /// Further invariants:
@@ -203,19 +219,46 @@ impl Section {
         n
     }
 
-    /// Takes a naturally aligned block of `order` pages, splitting a larger
-    /// one if needed. O(MAX_ORDER). Its pages are all `Tail` on return.
-    pub(crate) fn alloc_block(&mut self, order: u32) -> Option<usize> {
+    /// The block to take from the free list of `order`: of its first
+    /// `PICK_SCAN` blocks, the one nearest the `placement`'s end. The list
+    /// must not be empty.
+    fn pick(&self, order: u32, placement: Placement) -> usize {
+        let mut cur = self.free_heads[order as usize];
+        let mut best = cur;
+        for _ in 1..PICK_SCAN {
+            cur = self.meta(cur as usize).next();
+            if cur == NIL {
+                break;
+            }
+            if (placement == Placement::Low) == (cur < best) {
+                best = cur;
+            }
+        }
+        best as usize
+    }
+
+    /// Takes a naturally aligned block of `order` pages, splitting the
+    /// smallest larger one if needed and keeping the half at the
+    /// `placement`'s end. O(MAX_ORDER + PICK_SCAN). Its pages are all
+    /// `Tail` on return.
+    pub(crate) fn alloc_block(&mut self, order: u32, placement: Placement) -> Option<usize> {
         let candidates = self.nonempty_orders >> order;
         if candidates == 0 {
             return None;
         }
         let mut cur_order = order + candidates.trailing_zeros();
-        let idx = self.free_heads[cur_order as usize] as usize;
+        let mut idx = self.pick(cur_order, placement);
         self.remove_free(idx, cur_order);
         while cur_order > order {
             cur_order -= 1;
-            self.push_free(idx + (1 << cur_order), cur_order);
+            let half = 1 << cur_order;
+            match placement {
+                Placement::Low => self.push_free(idx + half, cur_order),
+                Placement::High => {
+                    self.push_free(idx, cur_order);
+                    idx += half;
+                }
+            }
         }
         Some(idx)
     }
@@ -237,7 +280,7 @@ impl Section {
             let fitting = self.nonempty_orders & ((2u32 << target) - 1) & !((1u32 << order) - 1);
             let (idx, taken) = if fitting != 0 {
                 let o = 31 - fitting.leading_zeros();
-                let idx = self.free_heads[o as usize] as usize;
+                let idx = self.pick(o, Placement::Low);
                 self.remove_free(idx, o);
                 (idx, o)
             } else {
@@ -247,7 +290,7 @@ impl Section {
                     break;
                 }
                 let mut o = target + 1 + above.trailing_zeros();
-                let idx = self.free_heads[o as usize] as usize;
+                let idx = self.pick(o, Placement::Low);
                 self.remove_free(idx, o);
                 while o > target {
                     o -= 1;

@@ -14,12 +14,12 @@ pub(crate) use hazard::{Hazard, ReleaseSync};
 pub(crate) use page_cache::{PageCache, PageCounters, PageCpu, PageSource};
 
 use crate::buddy::SectionCache;
-use crate::config::cpu::ABSORB_CALLS;
+use crate::config::cpu::DECAY_CALLS;
 use crate::fault::FaultLog;
 use crate::slab::header::PendingSlabs;
 use crate::slab::{SizeClassTable, SlabCaches, SlabCounters, SlabCpu};
 use crate::stats::Counter;
-use crate::sync::{AtomicBool, AtomicU32, Ordering};
+use crate::sync::{AtomicBool, Ordering};
 use core::cell::UnsafeCell;
 
 /// What only the slot's owner touches (O1).
@@ -32,6 +32,8 @@ pub(crate) struct CpuLocal<const PAGE_SIZE: usize> {
     pub(crate) faults: FaultLog,
     /// The facade's reclaim epoch this CPU last honoured.
     pub(crate) seen_reclaim: usize,
+    /// Slow paths left before the page cache's next decay.
+    pub(crate) slow_calls_left: u32,
 }
 
 /// Counters of one slot, written by its owner, read by anyone.
@@ -62,10 +64,6 @@ pub(crate) struct SlotCounters {
 pub(crate) struct CpuSlot<const PAGE_SIZE: usize> {
     /// Owner-only: set while a `SlotRef` of this slot lives (O1).
     busy: AtomicBool,
-    /// Owner-only: the owner's calls left before its next *visit*, a slow
-    /// path that absorbs remote frees and lets the page cache decay
-    /// (`cpu.absorb-calls`). Beside `busy`, which every fast path reads.
-    calls_left: AtomicU32,
     local: UnsafeCell<CpuLocal<PAGE_SIZE>>,
     /// Read by anyone.
     pub(crate) counters: SlotCounters,
@@ -91,13 +89,13 @@ impl<const PAGE_SIZE: usize> CpuSlot<PAGE_SIZE> {
     ) -> Self {
         Self {
             busy: AtomicBool::new(false),
-            calls_left: AtomicU32::new(ABSORB_CALLS as u32),
             local: UnsafeCell::new(CpuLocal {
                 slab: SlabCaches::new(table, cpu),
                 pages: PageCache::new(cpu, first_pfn, PAGE_SIZE.trailing_zeros()),
                 sections: SectionCache::new(),
                 faults: FaultLog::new(),
                 seen_reclaim: 0,
+                slow_calls_left: DECAY_CALLS as u32,
             }),
             counters: SlotCounters {
                 slab: SlabCounters::new(),
@@ -173,28 +171,17 @@ impl<const PAGE_SIZE: usize> Drop for SlotRef<'_, PAGE_SIZE> {
 }
 
 impl<const PAGE_SIZE: usize> SlotRef<'_, PAGE_SIZE> {
-    /// Counts one of the owner's calls on a fast path: `false` when a visit
-    /// is due (the caller then takes its slow path, which makes it).
-    /// Owner-only, so a plain load and store.
-    #[inline(always)]
-    pub(crate) fn tick(&self) -> bool {
-        let left = self.slot.calls_left.load(Ordering::Relaxed);
-        if left == 0 {
-            return false;
-        }
-        self.slot.calls_left.store(left - 1, Ordering::Relaxed);
-        true
-    }
-
-    /// Counts one call on a slow path; `true` when a visit is due, which
-    /// restarts the count.
+    /// Counts one slow path of the owner; `true` every
+    /// `cpu.decay-calls`-th, which restarts the count.
     #[inline]
-    pub(crate) fn visit_due(&self) -> bool {
-        let left = self.slot.calls_left.load(Ordering::Relaxed);
-        let due = left <= 1;
-        let next = if due { ABSORB_CALLS as u32 } else { left - 1 };
-        self.slot.calls_left.store(next, Ordering::Relaxed);
-        due
+    pub(crate) fn visit_due(&mut self) -> bool {
+        let left = &mut self.local.slow_calls_left;
+        *left = left.saturating_sub(1);
+        if *left == 0 {
+            *left = DECAY_CALLS as u32;
+            return true;
+        }
+        false
     }
 
     /// The slab view of this slot for paths that release no slab (the fast

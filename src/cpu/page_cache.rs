@@ -28,11 +28,12 @@
 //! share of `1 / page-cache-fraction` of managed memory (shared by the CPUs
 //! whose marks have grown, and by the orders of one CPU). Growth decays
 //! once the load is gone: [`PageCpu::decay`], which the facade runs every
-//! `cpu.absorb-calls` calls of the CPU, halves a mark whose list saw no
-//! block cached or taken for twice as many of the CPU's calls as the mark
-//! holds blocks, and flushes what lies above it. So a grown mark of `h` blocks
-//! is back at the base within about `4 h` calls after its last use (a CPU
-//! that makes no calls at all keeps its cache until a drain). A drain
+//! `cpu.decay-calls` slow paths of the CPU, halves a mark whose list saw no
+//! block cached or taken for twice as many of the CPU's slow paths as the
+//! mark holds blocks, and flushes what lies above it. So a grown mark of
+//! `h` blocks is back at the base within about `4 h` slow paths after its
+//! last use (a CPU that takes no slow path keeps its cache until a
+//! drain). A drain
 //! (memory pressure, `drain`, thread exit) resets the marks to the base.
 #![deny(unsafe_code)]
 
@@ -345,7 +346,7 @@ impl PageCache {
     }
 
     /// Whether a high mark is above the base.
-    fn has_grown(&self) -> bool {
+    pub(crate) fn has_grown(&self) -> bool {
         self.lists.iter().any(|l| l.high > self.base)
     }
 

@@ -12,15 +12,17 @@
 //! A busy CPU's page cache may grow above its base marks; the growth
 //! decays at the visits.
 //!
-//! # The visit
-//! Every `cpu.absorb-calls` of the owner's own allocator calls, fast paths
-//! included (one decrement of a word beside the slot's `busy` flag), the
-//! owner takes a slow path that absorbs the remote frees queued on its
-//! slabs and runs the page cache's decay. Every slow path absorbs too.
+//! # Prompt absorption and the visit
+//! The allocation fast paths step aside while the CPU's pending stack is
+//! not empty (one load of the line remote CPUs write only to queue a
+//! slab), and every slow path absorbs it first: a remote free is absorbed
+//! by its owner's next allocation, or next slow path of any kind. Every
+//! `cpu.decay-calls` slow paths, the visit also lets the page cache's
+//! growth decay.
 
 use super::GlobalAllocator;
 use super::object::ReleaseBatch;
-use crate::config::cpu::{ABSORB_CALLS, IDLE_BUDGET, IDLE_BUDGET_FRACTION, PAGE_CACHE_ORDERS};
+use crate::config::cpu::{DECAY_CALLS, IDLE_BUDGET, IDLE_BUDGET_FRACTION, PAGE_CACHE_ORDERS};
 use crate::cpu::{PageCache, SlotRef};
 use crate::platform::Platform;
 use crate::slab::SlabCpu;
@@ -37,7 +39,11 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
     /// Sets the budget for `managed_bytes` of managed memory.
     pub(super) fn set_idle_budget(&self, managed_bytes: usize) {
         let budget = IDLE_BUDGET.min(managed_bytes / IDLE_BUDGET_FRACTION);
+        let budget_pages = budget >> Self::PAGE_SHIFT;
+        let base_pages = PageCache::base_for(budget_pages) * ((1 << PAGE_CACHE_ORDERS) - 1);
+        let spare = budget_pages.saturating_sub(base_pages) << Self::PAGE_SHIFT;
         self.idle_budget.store(budget, Ordering::Relaxed);
+        self.slab_spare.store(spare, Ordering::Relaxed);
     }
 
     /// The idle budget in pages.
@@ -48,11 +54,9 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
 
     /// Bytes of empty slabs a CPU may keep: its budget less what its page
     /// cache's base marks may hold.
-    #[inline]
+    #[inline(always)]
     pub(super) fn slab_spare(&self) -> usize {
-        let budget_pages = self.budget_pages();
-        let base_pages = PageCache::base_for(budget_pages) * ((1 << PAGE_CACHE_ORDERS) - 1);
-        budget_pages.saturating_sub(base_pages) << Self::PAGE_SHIFT
+        self.slab_spare.load(Ordering::Relaxed)
     }
 
     /// Releases slot `id`'s empty slabs beyond its share of the budget, if
@@ -60,7 +64,7 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
     #[inline]
     pub(super) fn trim_slabs(&self, s: &mut SlotRef<'_, PAGE_SIZE>, id: usize) {
         let spare = self.slab_spare();
-        if s.local.slab.empty_bytes() > spare {
+        if s.slot.counters.slab.empty_bytes() > spare {
             self.shed_slabs(s, id, spare);
         }
     }
@@ -92,7 +96,7 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
     }
 
     /// What every slow path of slot `id` runs first: absorbs queued remote
-    /// frees, and makes the periodic visit when it is due.
+    /// frees, and lets the page cache decay when that is due.
     #[inline]
     pub(super) fn visit(&self, s: &mut SlotRef<'_, PAGE_SIZE>, id: usize) {
         if !s.slot.pending.is_empty() {
@@ -103,11 +107,15 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         }
     }
 
-    /// The periodic visit's page-cache half: growth decays.
+    /// The page cache's growth decays (every `cpu.decay-calls` slow
+    /// paths).
     #[cold]
     #[inline(never)]
     fn decay(&self, s: &mut SlotRef<'_, PAGE_SIZE>) {
+        if !s.local.pages.has_grown() {
+            return;
+        }
         let budget_pages = self.budget_pages();
-        s.pages(self, budget_pages).decay(ABSORB_CALLS);
+        s.pages(self, budget_pages).decay(DECAY_CALLS);
     }
 }

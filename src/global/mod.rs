@@ -13,8 +13,8 @@
 //! slab's free list; freed by another CPU it sets a bit in the slab's
 //! remote bitmap (one atomic OR) and, the first time, pushes the slab on
 //! the owner's pending stack (one CAS). The owner absorbs pending slabs on
-//! its next slow path, and at the latest within `cpu.absorb-calls` of its
-//! own calls (`idle.rs`): O(1) per slab, no walk over full slabs.
+//! its next allocation (whose fast path steps aside while slabs are
+//! queued, `idle.rs`) or slow path: O(1) per slab, no walk over full slabs.
 //!
 //! # Files
 //! - `slot.rs`: pinning, the slot a context owns (O1), fault reports after
@@ -91,6 +91,8 @@ pub struct GlobalAllocator<const PAGE_SIZE: usize, P: Platform = DefaultPlatform
     growing_cpus: AtomicUsize,
     /// Each CPU's idle budget, bytes (`idle.rs`): set as regions are added.
     idle_budget: AtomicUsize,
+    /// The part of it empty slabs may take, bytes.
+    slab_spare: AtomicUsize,
     /// Bumped when an allocation runs out of memory: every CPU drains its
     /// caches on its next slow path once it sees a new value.
     reclaim_epoch: AtomicUsize,
@@ -137,6 +139,7 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
             reentries: AtomicUsize::new(0),
             growing_cpus: AtomicUsize::new(0),
             idle_budget: AtomicUsize::new(0),
+            slab_spare: AtomicUsize::new(0),
             reclaim_epoch: AtomicUsize::new(0),
             release_sync: ReleaseSync::new(),
             _platform: PhantomData,

@@ -92,7 +92,9 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         }
         let class = Self::TABLE.class_of_small(layout.size());
         self.on_own_slot(|s| {
-            if !s.tick() {
+            // Remote frees wait for no refill: the slow path absorbs them
+            // first (one load of a line remote CPUs write only to queue).
+            if !s.slot.pending.is_empty() {
                 return None;
             }
             s.slab().alloc_small(class)
@@ -315,7 +317,7 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
     ///
     /// # Safety
     /// The caller gives the memory up: it is not used afterwards.
-    #[inline]
+    #[inline(always)]
     pub unsafe fn dealloc(&self, ptr: NonNull<u8>, layout: Layout) {
         // SAFETY: forwarded caller contract.
         let _ = unsafe { self.try_dealloc(ptr, layout) };
@@ -328,7 +330,7 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
     ///
     /// # Safety
     /// As [`Self::dealloc`].
-    #[inline]
+    #[inline(always)]
     pub unsafe fn try_dealloc(&self, ptr: NonNull<u8>, layout: Layout) -> AllocResult {
         // SAFETY: forwarded caller contract.
         if unsafe { self.dealloc_fast(ptr, layout) } {
@@ -351,17 +353,14 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         }
         let class = Self::TABLE.class_of_small(layout.size());
         let freed = self.on_own_slot(|s| {
-            if !s.tick() {
-                return None;
-            }
             // SAFETY: forwarded caller contract for the object.
-            unsafe { s.slab().free_small(ptr.as_ptr(), class) }
+            let emptied = unsafe { s.slab().free_small(ptr.as_ptr(), class) }?;
+            // An emptied active slab counts against the budget.
+            Some(emptied && s.slot.counters.slab.empty_bytes() > self.slab_spare())
         });
         match freed {
             Some(false) => true,
             Some(true) => {
-                // The active slab has no live object left: it now counts
-                // against the budget.
                 self.trim_here();
                 true
             }

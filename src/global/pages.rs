@@ -69,7 +69,7 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
             return None;
         }
         self.on_own_slot(|s| {
-            if !s.tick() {
+            if !s.slot.pending.is_empty() {
                 return None;
             }
             // No reclaim check here: taking blocks shrinks the cache; the
@@ -188,9 +188,6 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
             return false;
         }
         self.on_own_slot(|s| {
-            if !s.tick() {
-                return None;
-            }
             let (slot, local) = (s.slot, &mut *s.local);
             if local.pages.is_full(order)
                 || !local.pages.can_cache(addr)

@@ -76,15 +76,10 @@ impl ClassLists {
 /// of its class, its class's `partial` (state Partial, has free objects),
 /// `empty` (state Empty, no live object), or no list (state Full: its free
 /// list is empty).
-///
-/// Invariant L3: `empty_bytes` is the size of the slabs this CPU holds
-/// that have no live object: those on `empty` lists and empty active
-/// slabs (a partial or full slab always has one).
 pub(crate) struct SlabCaches<const PAGE_SIZE: usize> {
     pub(super) table: &'static SizeClassTable<PAGE_SIZE>,
     lists: [ClassLists; MAX_CLASSES],
     pub(super) cpu: usize,
-    empty_bytes: usize,
     /// Where the next `shed` starts looking (round robin over classes).
     shed_from: usize,
 }
@@ -100,15 +95,8 @@ impl<const PAGE_SIZE: usize> SlabCaches<PAGE_SIZE> {
             table,
             lists: [const { ClassLists::new() }; MAX_CLASSES],
             cpu,
-            empty_bytes: 0,
             shed_from: 0,
         }
-    }
-
-    /// Bytes of slabs without a live object (L3).
-    #[inline]
-    pub(crate) fn empty_bytes(&self) -> usize {
-        self.empty_bytes
     }
 
     /// Walks every listed slab and checks S1, S2, L1 and L2 against
@@ -142,8 +130,11 @@ impl<const PAGE_SIZE: usize> SlabCaches<PAGE_SIZE> {
             assert!(listed + empty <= counted.nr_slabs.get(), "L2");
             empty_bytes += empty * bytes;
         }
-        assert_eq!(empty_bytes, self.empty_bytes, "L3: bytes of empty slabs");
-        assert_eq!(counters.empty_bytes.get(), self.empty_bytes, "L3 published");
+        assert_eq!(
+            counters.empty_bytes.get(),
+            empty_bytes,
+            "L3: bytes of empty slabs"
+        );
     }
 
     /// The lists of `class`, for the fast paths: no bounds check.
@@ -191,17 +182,29 @@ impl<'a, const PAGE_SIZE: usize> SlabCpu<'a, PAGE_SIZE> {
     }
 
     /// A slab of `class` joined the empty ones (L3).
-    #[inline]
+    #[inline(always)]
     fn count_empty(&mut self, class: SizeClass) {
-        self.caches.empty_bytes += self.slab_bytes(class);
-        self.counters.empty_bytes.set(self.caches.empty_bytes);
+        self.count_empty_bytes(self.slab_bytes(class));
     }
 
     /// A slab of `class` left the empty ones (L3).
-    #[inline]
+    #[inline(always)]
     fn uncount_empty(&mut self, class: SizeClass) {
-        self.caches.empty_bytes -= self.slab_bytes(class);
-        self.counters.empty_bytes.set(self.caches.empty_bytes);
+        self.uncount_empty_bytes(self.slab_bytes(class));
+    }
+
+    /// `count_empty` for the fast paths: the size from the (hot) header.
+    #[inline(always)]
+    fn count_empty_bytes(&mut self, bytes: usize) {
+        let c = &self.counters.empty_bytes;
+        c.set(c.get() + bytes);
+    }
+
+    /// `uncount_empty` for the fast paths.
+    #[inline(always)]
+    fn uncount_empty_bytes(&mut self, bytes: usize) {
+        let c = &self.counters.empty_bytes;
+        c.set(c.get() - bytes);
     }
 
     fn table(&self) -> &'static SizeClassTable<PAGE_SIZE> {
@@ -275,7 +278,7 @@ impl<'a, const PAGE_SIZE: usize> SlabCpu<'a, PAGE_SIZE> {
         unsafe { hdr.free_local(obj) }.ok()?;
         self.counters.class(class).live_objects.sub(1);
         if hdr.nr_allocated() == 0 {
-            self.count_empty_cold(class);
+            self.count_empty_bytes(PAGE_SIZE << hdr.order());
             return Some(true);
         }
         Some(false)
@@ -286,7 +289,7 @@ impl<'a, const PAGE_SIZE: usize> SlabCpu<'a, PAGE_SIZE> {
     fn handed_out(&mut self, class: SizeClass, hdr: &SlabHeader, obj: *mut u8) -> NonNull<u8> {
         if hdr.nr_allocated() == 1 {
             // The (active) slab was empty (L3).
-            self.uncount_empty_cold(class);
+            self.uncount_empty_bytes(PAGE_SIZE << hdr.order());
         }
         self.counters.class(class).live_objects.add(1);
         if DEBUG {
@@ -295,18 +298,6 @@ impl<'a, const PAGE_SIZE: usize> SlabCpu<'a, PAGE_SIZE> {
         // SAFETY: objects are never at address 0 (slabs are in managed
         // memory, which starts above 0).
         unsafe { NonNull::new_unchecked(obj) }
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn uncount_empty_cold(&mut self, class: SizeClass) {
-        self.uncount_empty(class);
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn count_empty_cold(&mut self, class: SizeClass) {
-        self.count_empty(class);
     }
 
     /// Pops from `hdr`, repairing (and recording) what makes it refuse.
@@ -498,7 +489,8 @@ impl<'a, const PAGE_SIZE: usize> SlabCpu<'a, PAGE_SIZE> {
         }
         // A queued slab is still on a pending stack and must not be released
         // yet (S4): it is re-examined when the owner absorbs it.
-        if self.caches.empty_bytes + self.slab_bytes(class) <= self.spare || hdr.is_queued() {
+        if self.counters.empty_bytes.get() + self.slab_bytes(class) <= self.spare || hdr.is_queued()
+        {
             self.keep_empty(hdr);
             self.count_empty(class);
             return None;
@@ -546,7 +538,7 @@ impl<'a, const PAGE_SIZE: usize> SlabCpu<'a, PAGE_SIZE> {
         let n = self.table().len();
         for pass in 0..2 {
             let mut visited = 0;
-            while self.caches.empty_bytes > target && visited < n {
+            while self.counters.empty_bytes.get() > target && visited < n {
                 let c = self.caches.shed_from % n;
                 self.caches.shed_from = self.caches.shed_from.wrapping_add(1);
                 visited += 1;

@@ -29,7 +29,9 @@ impl ClassCounters {
 /// (remote frees count once absorbed).
 pub(crate) struct SlabCounters {
     classes: [ClassCounters; MAX_CLASSES],
-    /// `SlabCaches::empty_bytes` (L3), published.
+    /// Invariant L3: the size of the slabs this CPU holds that have no
+    /// live object: those on `empty` lists and empty active slabs (a
+    /// partial or full slab always has one).
     pub(super) empty_bytes: Counter,
     pub(super) invalid_frees: Counter,
     pub(super) poison_faults: Counter,
@@ -89,6 +91,12 @@ impl SlabCounters {
             s.live_objects += c.live_objects.get();
         }
         s
+    }
+
+    /// Bytes of slabs without a live object (L3).
+    #[inline(always)]
+    pub(crate) fn empty_bytes(&self) -> usize {
+        self.empty_bytes.get()
     }
 
     /// Counts a free the facade rejected before it reached a slab.
