@@ -3,7 +3,9 @@
 //! - CPU pinning: a `kernel_guard::NoPreemptIrqSave` guard, so neither
 //!   preemption nor a local interrupt can run another allocator call on the
 //!   same CPU while the core touches that CPU's slot;
-//! - the CPU id from the `percpu` area that axplat maintains
+//! - each CPU's slot in a `#[percpu::def_percpu]` word (the slot hint the
+//!   fast paths read with one per-CPU load), the CPU id for the slow paths
+//!   from the `percpu` area that axplat maintains
 //!   (`axplat::percpu::this_cpu_id`), the CPU count from
 //!   `axconfig::plat::MAX_CPU_NUM`;
 //! - an IRQ-safe lock, `kspin::SpinNoIrq<()>`, for the buddy and the shared
@@ -16,7 +18,7 @@
 
 use crate::platform::Platform;
 use crate::sync::RawLock;
-use core::sync::atomic::{AtomicPtr, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 use kernel_guard::{BaseGuard, NoPreemptIrqSave};
 use kspin::SpinNoIrq;
 use memory_addr::{PhysAddr, VirtAddr};
@@ -78,6 +80,14 @@ pub fn set_translator(translator: &'static &'static dyn VirtToPhys) {
     );
 }
 
+/// The calling CPU's slot of the heap holding the hints (0: not yet set):
+/// read by the fast paths with one per-CPU load.
+#[percpu::def_percpu]
+static SLOT_HINT: usize = 0;
+
+/// Whether an allocator instance holds the slot hints.
+static HINTS_CLAIMED: AtomicBool = AtomicBool::new(false);
+
 /// The ArceOS platform.
 pub struct ArceOsPlatform;
 
@@ -85,7 +95,9 @@ pub struct ArceOsPlatform;
 // this CPU, so no other context runs on it until the pin drops; other CPUs
 // read their own ids from their per-CPU areas (set by axplat at boot, before
 // axruntime initialises the heap), and every id is below MAX_CPU_NUM (else
-// `None`). `IrqSafeLock` is a spin lock that masks interrupts.
+// `None`). The slot hint is a per-CPU word only its CPU writes, claimed by
+// one instance at a time (`HINTS_CLAIMED`) and zeroed when released.
+// `IrqSafeLock` is a spin lock that masks interrupts.
 unsafe impl Platform for ArceOsPlatform {
     type Lock = IrqSafeLock;
     type Pin = CpuPin;
@@ -105,6 +117,39 @@ unsafe impl Platform for ArceOsPlatform {
 
     fn max_cpus() -> usize {
         axconfig::plat::MAX_CPU_NUM
+    }
+
+    const SLOT_HINTS: bool = true;
+
+    fn claim_slot_hints() -> bool {
+        // Every CPU's word starts at 0 and `release_slot_hints` puts it back.
+        HINTS_CLAIMED
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    fn release_slot_hints() {
+        for cpu in 0..axconfig::plat::MAX_CPU_NUM {
+            // SAFETY: the per-CPU areas are set up before the heap is (the
+            // hints' claimant is being dropped, so it was initialised), and
+            // no CPU reads the hints of an instance being dropped.
+            unsafe { *SLOT_HINT.remote_ref_mut_raw(cpu) = 0 };
+        }
+        HINTS_CLAIMED.store(false, Ordering::Release);
+    }
+
+    #[inline(always)]
+    fn slot_hint(_pin: &CpuPin) -> usize {
+        // SAFETY: the pin keeps preemption and IRQs off, so this context
+        // stays on the CPU whose word it reads.
+        unsafe { SLOT_HINT.read_current_raw() }
+    }
+
+    #[inline(always)]
+    fn set_slot_hint(_pin: &CpuPin, addr: usize) {
+        // SAFETY: as in `slot_hint`; only this CPU writes its word while
+        // the hints are held.
+        unsafe { SLOT_HINT.write_current_raw(addr) }
     }
 
     fn virt_to_phys(vaddr: usize) -> usize {

@@ -49,7 +49,7 @@ use crate::cpu::{CpuSlot, Hazard, ReleaseSync};
 use crate::error::{AllocError, AllocResult};
 use crate::platform::{DrainHook, Platform};
 use crate::slab::{MAX_OBJECT_BYTES, SizeClassTable, SlabAllocator};
-use crate::sync::{AtomicPtr, AtomicUsize, Locked, Ordering, RawLock};
+use crate::sync::{AtomicBool, AtomicPtr, AtomicUsize, Locked, Ordering, RawLock};
 use core::alloc::{GlobalAlloc, Layout};
 use core::marker::PhantomData;
 use core::ptr::{self, NonNull};
@@ -81,6 +81,9 @@ pub struct GlobalAllocator<const PAGE_SIZE: usize, P: Platform = DefaultPlatform
     /// `nr_slots - 1` once `slots` is published (Release after it), 0
     /// before: the fast paths' one check for "initialised and an own slot".
     nr_cpu_slots: AtomicUsize,
+    /// Whether this instance holds the platform's per-CPU slot hints
+    /// (`Platform::SLOT_HINTS`): set at `init`.
+    slot_hints: AtomicBool,
     /// Frees rejected before they reached a slot (before `init`).
     invalid_frees: AtomicUsize,
     /// Calls served by the shared slot because their CPU's slot was in use
@@ -135,6 +138,7 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
             hazards: AtomicPtr::new(ptr::null_mut()),
             nr_slots: AtomicUsize::new(0),
             nr_cpu_slots: AtomicUsize::new(0),
+            slot_hints: AtomicBool::new(false),
             invalid_frees: AtomicUsize::new(0),
             reentries: AtomicUsize::new(0),
             growing_cpus: AtomicUsize::new(0),
@@ -196,8 +200,14 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         }
         self.nr_slots.store(nr_slots, Ordering::Relaxed);
         self.hazards.store(hazards, Ordering::Relaxed);
+        // The fast paths may rebuild a slot pointer from its address (a
+        // platform slot hint).
+        let _ = slots.expose_provenance();
         self.slots.store(slots, Ordering::Release);
         self.nr_cpu_slots.store(nr_slots - 1, Ordering::Release);
+        if P::SLOT_HINTS && P::claim_slot_hints() {
+            self.slot_hints.store(true, Ordering::Relaxed);
+        }
         self.register_with_platform();
         log::info!(
             "buddy-slab: {} CPU slots, {} size classes, {} managed bytes",
@@ -316,6 +326,9 @@ impl<const PAGE_SIZE: usize, P: Platform> Drop for GlobalAllocator<PAGE_SIZE, P>
     fn drop(&mut self) {
         if !self.slots.load(Ordering::Relaxed).is_null() {
             self.unregister_from_platform();
+        }
+        if P::SLOT_HINTS && self.slot_hints.load(Ordering::Relaxed) {
+            P::release_slot_hints();
         }
     }
 }

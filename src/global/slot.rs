@@ -18,6 +18,7 @@ use crate::cpu::{CpuSlot, Hazard, SlotRef};
 use crate::fault::{Fault, FaultKind, FaultLog};
 use crate::platform::Platform;
 use crate::sync::{Ordering, RawLock};
+use core::ptr;
 
 impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
     /// Runs `f` on the slot the current context owns, with that slot's id,
@@ -39,6 +40,15 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
             .filter(|&id| id < shared_id)
             // SAFETY: id < nr_slots - 1: an initialised CPU slot (G1).
             .map(|id| (id, unsafe { &*slots.add(id) }));
+        if P::SLOT_HINTS
+            && let Some((_, slot)) = own
+            && self.slot_hints.load(Ordering::Relaxed)
+        {
+            let addr = ptr::from_ref(slot).addr();
+            if P::slot_hint(&pin) != addr {
+                P::set_slot_hint(&pin, addr);
+            }
+        }
         // SAFETY: the pin makes this context the owner of its CPU's slot
         // (Platform contract, O1).
         let entered = own.and_then(|(id, slot)| unsafe { slot.enter() }.map(|s| (id, s)));
@@ -98,15 +108,27 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         f: impl FnOnce(&mut SlotRef<'_, PAGE_SIZE>) -> Option<R>,
     ) -> Option<R> {
         let pin = P::pin();
-        let id = P::cpu_id_hint(&pin);
-        // Acquire pairs with `init`'s Release: a non-zero count means the
-        // slots are written and `slots` is published (G1).
-        if id >= self.nr_cpu_slots.load(Ordering::Acquire) {
-            return None;
-        }
-        let slots = self.slots.load(Ordering::Relaxed);
-        // SAFETY: id < nr_slots - 1: an initialised CPU slot (G1).
-        let slot = unsafe { &*slots.add(id) };
+        let slot = if P::SLOT_HINTS && self.slot_hints.load(Ordering::Relaxed) {
+            let hint = P::slot_hint(&pin);
+            if hint == 0 {
+                return None;
+            }
+            // SAFETY: Platform contract: a non-zero hint is what `with_slot`
+            // stored on this CPU while this instance held the hints: the
+            // address of this CPU's own initialised slot (G1), whose
+            // provenance `init` exposed.
+            unsafe { &*ptr::with_exposed_provenance::<CpuSlot<PAGE_SIZE>>(hint) }
+        } else {
+            let id = P::cpu_id_hint(&pin);
+            // Acquire pairs with `init`'s Release: a non-zero count means
+            // the slots are written and `slots` is published (G1).
+            if id >= self.nr_cpu_slots.load(Ordering::Acquire) {
+                return None;
+            }
+            let slots = self.slots.load(Ordering::Relaxed);
+            // SAFETY: id < nr_slots - 1: an initialised CPU slot (G1).
+            unsafe { &*slots.add(id) }
+        };
         // SAFETY: the pin makes this context the slot's owner (Platform
         // contract, O1); the fast paths call no code that could re-enter
         // the allocator.

@@ -24,9 +24,14 @@ use crate::sync::{RawLock, SpinLock};
 /// - [`Platform::with_idle_cpu`] runs its closure only while no other
 ///   context can pin `cpu`.
 /// - `Lock` satisfies [`RawLock`]'s contract.
+/// - [`Platform::slot_hint`] returns 0 or what [`Platform::set_slot_hint`]
+///   stored on the calling CPU since the last [`Platform::claim_slot_hints`]
+///   that returned `true`, and only one claim holds at a time (the facade
+///   takes a hint for the address of the calling CPU's own slot).
 /// - the methods the allocator calls while it holds a CPU slot or a lock
-///   (`cpu_id`, `cpu_id_hint`, `virt_to_phys`, `with_idle_cpu`) neither
-///   allocate from this allocator nor take its locks.
+///   (`cpu_id`, `cpu_id_hint`, `slot_hint`, `set_slot_hint`,
+///   `virt_to_phys`, `with_idle_cpu`) neither allocate from this allocator
+///   nor take its locks.
 pub unsafe trait Platform: 'static {
     /// Lock protecting the buddy allocator and the shared CPU slot.
     type Lock: RawLock;
@@ -72,6 +77,37 @@ pub unsafe trait Platform: 'static {
     fn is_idle_hint(cpu: usize) -> bool {
         let _ = cpu;
         false
+    }
+
+    /// Whether the platform keeps one per-CPU word for the facade's slot
+    /// hints ([`Platform::slot_hint`]). With them the fast paths find the
+    /// CPU's slot with one per-CPU load: no CPU-id arithmetic, no check of
+    /// the slot count.
+    const SLOT_HINTS: bool = false;
+
+    /// Claims the per-CPU hints for one allocator instance (at its
+    /// `init`); `false` if the platform has none or another instance holds
+    /// them. Every CPU's hint is 0 when this returns `true`.
+    fn claim_slot_hints() -> bool {
+        false
+    }
+
+    /// Gives the hints up (their instance is going away), setting every
+    /// CPU's hint back to 0.
+    fn release_slot_hints() {}
+
+    /// The calling CPU's hint: 0, or the last value [`Platform::set_slot_hint`]
+    /// stored on this CPU since the hints were claimed.
+    #[inline(always)]
+    fn slot_hint(pin: &Self::Pin) -> usize {
+        let _ = pin;
+        0
+    }
+
+    /// Sets the calling CPU's hint.
+    #[inline(always)]
+    fn set_slot_hint(pin: &Self::Pin, addr: usize) {
+        let _ = (pin, addr);
     }
 
     /// An allocator instance was initialised: a platform that knows when a
