@@ -6,34 +6,9 @@
 
 mod common;
 use buddy_slab_allocator::{GlobalAllocator, Platform, SlabAllocator};
-use common::{PAGE, SwitchCpus, arena, on_cpu};
+use common::{PAGE, SwitchCpus, arena, knob, on_cpu};
 use core::alloc::Layout;
 use core::ptr::NonNull;
-
-/// A knob from the configuration file the crate was built with.
-fn knob(key: &str) -> usize {
-    let path = option_env!("BUDDY_SLAB_CONFIG")
-        .map(String::from)
-        .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/configs/default.toml").into());
-    let text = std::fs::read_to_string(&path).unwrap();
-    let line = text
-        .lines()
-        .find(|l| l.trim_start().starts_with(&format!("{key} =")))
-        .unwrap_or_else(|| panic!("{key} not in {path}"));
-    let value = line
-        .split('=')
-        .nth(1)
-        .unwrap()
-        .split('#')
-        .next()
-        .unwrap()
-        .trim();
-    let value = value.replace('_', "");
-    match value.strip_prefix("0x") {
-        Some(hex) => usize::from_str_radix(hex, 16).unwrap(),
-        None => value.parse().unwrap(),
-    }
-}
 
 /// The page cache's base mark (blocks per order) under `heap`'s budget:
 /// half the budget over the cached orders, within `1..=page-cache-high`.

@@ -63,23 +63,33 @@ pub type DefaultPlatform = crate::platform::HostPlatform;
 #[cfg(not(feature = "std"))]
 pub type DefaultPlatform = crate::platform::SharedSlotPlatform;
 
+/// Most shared slots a platform can ask for ([`Platform::SHARED_SLOTS`]).
+pub const MAX_SHARED_SLOTS: usize = 16;
+
+/// A shared slot's lock, alone in its cache line: threads on different
+/// shared slots must not contend on one line.
+#[repr(align(64))]
+struct SharedLock<L>(L);
+
 /// Buddy pages + per-CPU slab caches, usable as `#[global_allocator]`.
 ///
 /// Invariants: G1: `slots` is null until `init` publishes `nr_slots`
 /// initialised slots and as many hazards at `hazards` (Release/Acquire):
-/// ids `0..nr_slots - 1` belong to the platform's CPUs, the last is the
-/// shared slot guarded by `shared`. G2: every section the buddy manages is
+/// ids `0..nr_cpu_slots` belong to the platform's CPUs, the
+/// `SHARED_SLOTS` after them are the shared slots, each guarded by its
+/// lock in `shared`. G2: every section the buddy manages is
 /// in `map`.
 pub struct GlobalAllocator<const PAGE_SIZE: usize, P: Platform = DefaultPlatform> {
     buddy: Locked<P::Lock, BuddyAllocator<PAGE_SIZE>>,
-    shared: P::Lock,
+    shared: [SharedLock<P::Lock>; MAX_SHARED_SLOTS],
     map: SectionMap,
     slots: AtomicPtr<CpuSlot<PAGE_SIZE>>,
     /// One per slot, in one array so a release scans a few cache lines.
     hazards: AtomicPtr<Hazard>,
     nr_slots: AtomicUsize,
-    /// `nr_slots - 1` once `slots` is published (Release after it), 0
-    /// before: the fast paths' one check for "initialised and an own slot".
+    /// The number of CPU slots once `slots` is published (Release after
+    /// it), 0 before: the fast paths' one check for "initialised and an own
+    /// slot".
     nr_cpu_slots: AtomicUsize,
     /// Whether this instance holds the platform's per-CPU slot hints
     /// (`Platform::SLOT_HINTS`): set at `init`.
@@ -127,12 +137,20 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
     /// The size classes of every CPU slot: a constant address, so the fast
     /// paths find the class without a dependent load.
     const TABLE: &'static SizeClassTable<PAGE_SIZE> = SlabAllocator::<PAGE_SIZE>::default_table();
+    /// The platform's shared slots, clamped to what `shared` holds.
+    const SHARED_SLOTS: usize = if P::SHARED_SLOTS == 0 {
+        1
+    } else if P::SHARED_SLOTS > MAX_SHARED_SLOTS {
+        MAX_SHARED_SLOTS
+    } else {
+        P::SHARED_SLOTS
+    };
 
     /// An allocator with no memory; call [`Self::init`] before use.
     pub const fn new() -> Self {
         Self {
             buddy: Locked::new(BuddyAllocator::with_virt_to_phys(P::virt_to_phys)),
-            shared: P::Lock::UNLOCKED,
+            shared: [const { SharedLock(P::Lock::UNLOCKED) }; MAX_SHARED_SLOTS],
             map: SectionMap::new(),
             slots: AtomicPtr::new(ptr::null_mut()),
             hazards: AtomicPtr::new(ptr::null_mut()),
@@ -167,7 +185,7 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         }
         // The CPU slots and hazards take the start of the first region,
         // beside the page metadata, so they never split a large buddy block.
-        let nr_slots = P::max_cpus() + 1;
+        let nr_slots = P::max_cpus() + Self::SHARED_SLOTS;
         if nr_slots > MAX_OWNER_CPUS {
             return Err(AllocError::InvalidParam);
         }
@@ -204,7 +222,7 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         // platform slot hint).
         let _ = slots.expose_provenance();
         self.slots.store(slots, Ordering::Release);
-        self.nr_cpu_slots.store(nr_slots - 1, Ordering::Release);
+        self.nr_cpu_slots.store(P::max_cpus(), Ordering::Release);
         if P::SLOT_HINTS && P::claim_slot_hints() {
             self.slot_hints.store(true, Ordering::Relaxed);
         }

@@ -192,23 +192,29 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
     }
 
     /// Memory ran out: return what slot `id` caches, drain every idle CPU
-    /// slot now (and the shared slot), and ask busy CPUs to drain on their
-    /// next slow path.
+    /// slot now (and, from a CPU slot, the shared slots), and ask busy CPUs
+    /// to drain on their next slow path.
     #[cold]
     pub(super) fn reclaim(&self, s: &mut SlotRef<'_, PAGE_SIZE>, id: usize) {
         s.local.seen_reclaim = self.reclaim_epoch.fetch_add(1, Ordering::Relaxed) + 1;
-        let shared_id = self.nr_slots.load(Ordering::Relaxed) - 1;
-        // The hazards of idle slots and of the shared slot name slabs that
+        let (first_shared, nr_slots) = (self.first_shared(), self.nr_slots.load(Ordering::Relaxed));
+        let others = || (0..first_shared).filter(move |&o| o != id);
+        // Lock order: a context that holds a shared slot's lock takes no
+        // other's (two such reclaims would wait on each other); the other
+        // shared slots drain at their next slow path, seeing the epoch.
+        let other_shared = || (first_shared..nr_slots).filter(move |_| id < first_shared);
+        // The hazards of idle slots and of the shared slots name slabs that
         // no remote free is touching: drop them first, so that the drains
         // below can release those slabs (H1).
-        for other in (0..shared_id).filter(|&o| o != id) {
+        for other in others() {
             P::with_idle_cpu(other, &mut || self.hazard(other).clear());
         }
-        if id != shared_id {
-            self.shared.with(|| self.hazard(shared_id).clear());
+        for shared_id in other_shared() {
+            self.shared_lock(shared_id)
+                .with(|| self.hazard(shared_id).clear());
         }
         self.drain_local(s, id);
-        for other in (0..shared_id).filter(|&o| o != id) {
+        for other in others() {
             P::with_idle_cpu(other, &mut || {
                 // SAFETY: `with_idle_cpu` makes us the slot's only user
                 // while this runs (Platform contract, O1).
@@ -222,10 +228,10 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
                 }
             });
         }
-        if id != shared_id {
-            self.shared.with(|| {
-                // SAFETY: holding `shared` makes us the shared slot's owner
-                // (O1); we are not in it ourselves (id != shared_id).
+        for shared_id in other_shared() {
+            self.shared_lock(shared_id).with(|| {
+                // SAFETY: holding its lock makes us the shared slot's owner
+                // (O1); we are in a CPU slot, not in it.
                 let faults = unsafe {
                     self.as_owner_of(shared_id, |o| {
                         self.drain_local(o, shared_id);

@@ -35,10 +35,10 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         if slots.is_null() {
             return None;
         }
-        let shared_id = self.nr_slots.load(Ordering::Relaxed) - 1;
+        let first_shared = self.first_shared();
         let own = P::cpu_id(&pin)
-            .filter(|&id| id < shared_id)
-            // SAFETY: id < nr_slots - 1: an initialised CPU slot (G1).
+            .filter(|&id| id < first_shared)
+            // SAFETY: id < nr_cpu_slots: an initialised CPU slot (G1).
             .map(|id| (id, unsafe { &*slots.add(id) }));
         if P::SLOT_HINTS
             && let Some((_, slot)) = own
@@ -60,7 +60,10 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
                 take_faults(&mut s, &mut faults);
                 r
             }
-            None => self.on_shared_slot(shared_id, own.is_some(), &mut faults, f),
+            None => {
+                let shared_id = first_shared + P::shared_slot_hint(&pin) % Self::SHARED_SLOTS;
+                self.on_shared_slot(shared_id, own.is_some(), &mut faults, f)
+            }
         };
         drop(pin);
         if let Some(faults) = &faults {
@@ -69,7 +72,8 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         Some(result)
     }
 
-    /// The slow half of `with_slot`: the shared slot under its lock, for a
+    /// The slow half of `with_slot`: shared slot `shared_id` under its
+    /// lock, for a
     /// context with no slot of its own or whose slot is in use on its CPU
     /// (`reentered`). Out of line so the callers inline `f` once.
     #[cold]
@@ -82,8 +86,8 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         f: impl FnOnce(&mut SlotRef<'_, PAGE_SIZE>, usize) -> R,
     ) -> R {
         let slot = self.slot(shared_id).expect("G1: the shared slot exists");
-        self.shared.with(|| {
-            // SAFETY: holding `shared` makes this context the shared slot's
+        self.shared_lock(shared_id).with(|| {
+            // SAFETY: holding its lock makes this context the shared slot's
             // owner (O1).
             let mut s = unsafe { slot.enter() }
                 .expect("O1: the holder of the shared lock is the shared slot's only user");
@@ -126,7 +130,7 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
                 return None;
             }
             let slots = self.slots.load(Ordering::Relaxed);
-            // SAFETY: id < nr_slots - 1: an initialised CPU slot (G1).
+            // SAFETY: id < nr_cpu_slots: an initialised CPU slot (G1).
             unsafe { &*slots.add(id) }
         };
         // SAFETY: the pin makes this context the slot's owner (Platform
@@ -145,6 +149,20 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         // SAFETY: ids below nr_slots are initialised slots (G1).
         (!slots.is_null() && id < self.nr_slots.load(Ordering::Relaxed))
             .then(|| unsafe { &*slots.add(id) })
+    }
+
+    /// The id of the first shared slot: the number of CPU slots (0 before
+    /// `init`, when there are no slots).
+    #[inline(always)]
+    pub(super) fn first_shared(&self) -> usize {
+        self.nr_slots
+            .load(Ordering::Relaxed)
+            .saturating_sub(Self::SHARED_SLOTS)
+    }
+
+    /// The lock of shared slot `id` (`first_shared() <= id < nr_slots`).
+    pub(super) fn shared_lock(&self, id: usize) -> &P::Lock {
+        &self.shared[id - self.first_shared()].0
     }
 
     /// Every slot's hazard (none before `init`).

@@ -108,7 +108,7 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         self.buddy.with(|b| b.free_blocks_per_order())
     }
 
-    /// Number of CPU slots (the platform's CPUs plus the shared slot).
+    /// Number of CPU slots (the platform's CPUs plus its shared slots).
     pub fn cpu_slots(&self) -> usize {
         self.nr_slots.load(Ordering::Relaxed)
     }

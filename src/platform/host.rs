@@ -2,7 +2,7 @@
 //! lives; its slot is drained and released when it exits.
 
 use super::{DrainHook, Platform};
-use crate::config::cpu::HOST_MAX_CPUS;
+use crate::config::cpu::{HOST_MAX_CPUS, HOST_SHARED_SLOTS};
 use crate::cpu::handoff::OwnerWord;
 use crate::sync::RawLock;
 use core::cell::Cell;
@@ -25,7 +25,12 @@ std::thread_local! {
     /// The calling thread's slot id, `UNASSIGNED` before its first
     /// allocation. No destructor, so reading it is one TLS load.
     static SLOT_ID: Cell<usize> = const { Cell::new(UNASSIGNED) };
+    /// The shared slot a thread without a slot of its own uses.
+    static SHARED_INDEX: Cell<usize> = const { Cell::new(0) };
 }
+
+/// Hands the shared slots out round-robin to threads that get no slot.
+static NEXT_SHARED: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
 
 /// Allocator instances whose slots a thread's exit drains.
 mod instances {
@@ -195,6 +200,9 @@ fn assign_slot() -> usize {
     } else {
         id
     };
+    if id >= HOST_MAX_CPUS {
+        SHARED_INDEX.set(NEXT_SHARED.fetch_add(1, Ordering::Relaxed));
+    }
     SLOT_ID.set(id);
     id
 }
@@ -212,8 +220,9 @@ fn claim_slot() -> usize {
 /// Host platform: every thread is its own CPU while it lives.
 ///
 /// A thread claims a free slot on its first allocation and releases it
-/// at exit. Threads beyond `cpu.host-max-cpus` get no slot and share the
-/// facade's locked slot, so any number of threads stays sound.
+/// at exit. Threads beyond `cpu.host-max-cpus` get no slot and are spread
+/// over the facade's locked shared slots (`cpu.host-shared-slots`), so any
+/// number of threads stays sound.
 pub struct HostPlatform;
 
 /// Host pin: a thread cannot migrate between slots, so pinning is free.
@@ -313,6 +322,13 @@ unsafe impl Platform for HostPlatform {
 
     fn max_cpus() -> usize {
         HOST_MAX_CPUS
+    }
+
+    const SHARED_SLOTS: usize = HOST_SHARED_SLOTS;
+
+    #[inline(always)]
+    fn shared_slot_hint(_: &HostPin) -> usize {
+        SHARED_INDEX.get()
     }
 
     fn virt_to_phys(vaddr: usize) -> usize {

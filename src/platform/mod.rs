@@ -33,7 +33,7 @@ use crate::sync::{RawLock, SpinLock};
 ///   `virt_to_phys`, `with_idle_cpu`) neither allocate from this allocator
 ///   nor take its locks.
 pub unsafe trait Platform: 'static {
-    /// Lock protecting the buddy allocator and the shared CPU slot.
+    /// Lock protecting the buddy allocator and each shared CPU slot.
     type Lock: RawLock;
     /// Keeps the current context on its CPU while alive (a kernel masks
     /// interrupts and preemption).
@@ -41,7 +41,7 @@ pub unsafe trait Platform: 'static {
     /// Pins the current context to its CPU.
     fn pin() -> Self::Pin;
     /// The CPU slot the pinned context owns exclusively, or `None` when it
-    /// owns none: it then uses the shared slot behind [`Platform::Lock`].
+    /// owns none: it then uses a shared slot behind a [`Platform::Lock`].
     fn cpu_id(pin: &Self::Pin) -> Option<usize>;
     /// The fast paths' view of [`Platform::cpu_id`]: the same id when the
     /// pinned context owns a slot, or any value `>= max_cpus()` when it owns
@@ -84,6 +84,21 @@ pub unsafe trait Platform: 'static {
     /// CPU's slot with one per-CPU load: no CPU-id arithmetic, no check of
     /// the slot count.
     const SLOT_HINTS: bool = false;
+
+    /// Number of shared slots, each behind its own [`Platform::Lock`]
+    /// (clamped to `1..=MAX_SHARED_SLOTS`). A kernel needs one: it serves
+    /// only re-entered calls. A host with more threads than CPU slots
+    /// spreads them over several, so they do not queue on one lock.
+    const SHARED_SLOTS: usize = 1;
+
+    /// Which shared slot the pinned context uses when it owns no slot
+    /// (taken modulo the number of shared slots): stable per context, so
+    /// its frees and allocations meet the same caches.
+    #[inline(always)]
+    fn shared_slot_hint(pin: &Self::Pin) -> usize {
+        let _ = pin;
+        0
+    }
 
     /// Claims the per-CPU hints for one allocator instance (at its
     /// `init`); `false` if the platform has none or another instance holds
