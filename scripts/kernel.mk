@@ -13,8 +13,9 @@
 #                 the terminal, no checks (`run` is an alias)
 #   kernel-test   build, boot and check tests/kernel on riscv64, aarch64 and
 #                 x86_64 with SMP=4, for every backend in KERNEL_TEST_ALLOCS
-#                 (tlsf and buddy-slab); LOG=debug so the expect files can
-#                 check axalloc's init line. Fails on the first failure.
+#                 (tlsf and buddy-slab); LOG=debug so the expect files
+#                 (tests/kernel/expect_debug_smp4_fifo_ALLOC.out) can check
+#                 axalloc's init line. Fails on the first failure.
 #   kernel-test-bigmem  the same suite with BIGMEM of RAM (default 16G) on
 #                 every arch: buddy-slab must pass; the stock backend (tlsf,
 #                 bitmap page allocator capped at 256 MiB) is expected to
@@ -88,7 +89,7 @@ kernel-test-bigmem:
 		MEM=$(BIGMEM) TIMEOUT=600 scripts/kernel-test.sh $$arch buddy-slab 4 info || exit 1; \
 	done
 	@for arch in $(KERNEL_TEST_ARCHS); do \
-		log=tests/kernel/target/kernel-test/$$arch-tlsf-smp4-mem$(BIGMEM).log; \
+		log=tests/kernel/target/kernel-test/kernel-$$arch-tlsf-smp4-mem$(BIGMEM).log; \
 		if MEM=$(BIGMEM) TIMEOUT=600 scripts/kernel-test.sh $$arch tlsf 4 info >/dev/null 2>&1; then \
 			echo "kernel-test-bigmem: stock tlsf passed on $$arch with $(BIGMEM): update the README"; exit 1; \
 		fi; \
@@ -103,7 +104,7 @@ kernel-test-smp:
 	@echo "kernel-test-smp: buddy-slab passed with $(KERNEL_SMP_MAX)"
 kernel-config-test:
 	BUDDY_SLAB_CONFIG=$(CURDIR)/configs/seed-classes.toml \
-		EXPECT=$(CURDIR)/tests/kernel/expect/buddy-slab-seed-classes.out \
+		EXPECT=$(CURDIR)/tests/kernel/expect_info_smp4_fifo_seed-classes.out \
 		MEM=$(MEM) scripts/kernel-test.sh riscv64 buddy-slab 4 info
 
 bench-kernel:
