@@ -7,15 +7,22 @@
 #   LOG    kernel log level: off|error|warn|info|debug|trace   (default warn)
 #   ALLOC  heap backend: buddy-slab (this crate, via axalloc's
 #          `buddy-slab` feature) | tlsf (stock ArceOS)         (default buddy-slab)
+#   A      app directory for kernel-run, as ArceOS's A=    (default tests/kernel;
+#          the others: tests/kernel/apps/memtest, tests/kernel/apps/parallel)
 #
 # Targets:
-#   kernel-run    build tests/kernel for ARCH and boot it in QEMU, output on
-#                 the terminal, no checks (`run` is an alias)
-#   kernel-test   build, boot and check tests/kernel on riscv64, aarch64 and
-#                 x86_64 with SMP=4, for every backend in KERNEL_TEST_ALLOCS
-#                 (tlsf and buddy-slab); LOG=debug so the expect files
-#                 (tests/kernel/expect_debug_smp4_fifo_ALLOC.out) can check
-#                 axalloc's init line. Fails on the first failure.
+#   kernel-run    build the app A (tests/kernel) for ARCH and boot it in QEMU,
+#                 output on the terminal, no checks (`run` is an alias)
+#   kernel-apps   what `make test` runs (scripts/kernel-apps.sh): every ArceOS
+#                 app of the tests/kernel workspace (the in-kernel suite,
+#                 tests/kernel/apps/memtest, tests/kernel/apps/parallel), each
+#                 line of its test_cmd on riscv64, aarch64 and x86_64 with both
+#                 backends: 18 runs, 6 kernel configurations.
+#   kernel-test   the in-kernel suite alone (tests/kernel/test_cmd):
+#                 riscv64, aarch64 and x86_64 with SMP=4
+#                 for every backend in KERNEL_TEST_ALLOCS (tlsf and
+#                 buddy-slab); LOG=debug so the expect files can check
+#                 axalloc's init line
 #   kernel-test-bigmem  the same suite with BIGMEM of RAM (default 16G) on
 #                 every arch: buddy-slab must pass; the stock backend (tlsf,
 #                 bitmap page allocator capped at 256 MiB) is expected to
@@ -40,7 +47,7 @@
 #   bench-kernel-smoke  the benchmark with iteration counts / 100 on riscv64,
 #                 buddy-slab, one boot: checks that it runs to `bench done`.
 #                 Built in the tests' release profile: right after
-#                 kernel-test only the app crate is rebuilt (`make test`
+#                 kernel-apps only the app crate is rebuilt (`make test`
 #                 runs it before kernel-config-test, which changes the
 #                 allocator's knobs and so rebuilds the stack).
 #   kernel-setup  install the pinned nightly, axconfig-gen and a
@@ -49,19 +56,21 @@
 # Everything they need is installed by scripts/setup-toolchain.sh and
 # scripts/setup-qemu.sh (idempotent, fast when done), so a fresh machine
 # needs only rustup and apt. One cargo target dir (tests/kernel/target) is
-# shared by all arches and backends; nothing is cleaned between them.
+# shared by all apps, arches and backends; nothing is cleaned between them.
 
 ARCH ?= riscv64
 SMP ?= 4
 MEM ?= 128M
 LOG ?= warn
 ALLOC ?= buddy-slab
+A ?= tests/kernel
 
 KERNEL_TEST_ARCHS ?= riscv64 aarch64 x86_64
 KERNEL_TEST_ALLOCS ?= tlsf buddy-slab
+KERNEL_APPS := scripts/kernel-apps.sh --arch "$(KERNEL_TEST_ARCHS)" --alloc "$(KERNEL_TEST_ALLOCS)"
 BENCH_RUNS ?= 3
 
-.PHONY: kernel-setup kernel-run run kernel-test kernel-config-test bench-kernel bench-kernel-all bench-kernel-smoke kernel-test-bigmem kernel-test-smp
+.PHONY: kernel-setup kernel-run run kernel-apps kernel-test kernel-config-test bench-kernel bench-kernel-all bench-kernel-smoke kernel-test-bigmem kernel-test-smp
 
 BIGMEM ?= 16G
 KERNEL_SMP_MAX ?= riscv64:8 aarch64:8 x86_64:16
@@ -72,17 +81,15 @@ kernel-setup:
 	@scripts/setup-qemu.sh >/dev/null
 
 kernel-run:
-	MEM=$(MEM) MODE=run scripts/kernel-test.sh $(ARCH) $(ALLOC) $(SMP) $(LOG)
+	APP=$(A) MEM=$(MEM) MODE=run scripts/kernel-test.sh $(ARCH) $(ALLOC) $(SMP) $(LOG)
 
 run: kernel-run
 
+kernel-apps:
+	@$(KERNEL_APPS)
+
 kernel-test:
-	@for alloc in $(KERNEL_TEST_ALLOCS); do \
-		for arch in $(KERNEL_TEST_ARCHS); do \
-			MEM=$(MEM) scripts/kernel-test.sh $$arch $$alloc 4 debug || exit 1; \
-		done; \
-	done
-	@echo "kernel-test: all passed ($(KERNEL_TEST_ARCHS) x $(KERNEL_TEST_ALLOCS), SMP=4)"
+	@$(KERNEL_APPS) tests/kernel
 
 kernel-test-bigmem:
 	@for arch in $(KERNEL_TEST_ARCHS); do \
@@ -102,6 +109,7 @@ kernel-test-smp:
 		MEM=$(SMP_MEM) TIMEOUT=900 scripts/kernel-test.sh $${pair%%:*} buddy-slab $${pair##*:} info || exit 1; \
 	done
 	@echo "kernel-test-smp: buddy-slab passed with $(KERNEL_SMP_MAX)"
+
 kernel-config-test:
 	BUDDY_SLAB_CONFIG=$(CURDIR)/configs/seed-classes.toml \
 		EXPECT=$(CURDIR)/tests/kernel/expect_info_smp4_fifo_seed-classes.out \
