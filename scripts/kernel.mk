@@ -38,6 +38,10 @@
 #   kernel-config-test  build riscv64 with configs/seed-classes.toml as the
 #                 allocator's knobs file and check that the kernel reports
 #                 its 9 size classes (a TOML change changes the kernel)
+#   kernel-harness-test  the runner's own checks on canned outputs, no QEMU
+#                 (scripts/kernel-harness-test.sh): a wrong expect line, a
+#                 `not ok`, a missing KTAP result, a panic each fail; run
+#                 first by kernel-apps
 #   bench-kernel  in-kernel benchmark (scripts/kernel-bench.sh): builds the
 #                 app's `bench` feature for buddy-slab and tlsf, boots each
 #                 BENCH_RUNS times (default 3) on ARCH with SMP CPUs, prints
@@ -70,7 +74,7 @@ KERNEL_TEST_ALLOCS ?= tlsf buddy-slab
 KERNEL_APPS := scripts/kernel-apps.sh --arch "$(KERNEL_TEST_ARCHS)" --alloc "$(KERNEL_TEST_ALLOCS)"
 BENCH_RUNS ?= 3
 
-.PHONY: kernel-setup kernel-run run kernel-apps kernel-test kernel-config-test bench-kernel bench-kernel-all bench-kernel-smoke kernel-test-bigmem kernel-test-smp
+.PHONY: kernel-setup kernel-run run kernel-apps kernel-test kernel-harness-test kernel-config-test bench-kernel bench-kernel-all bench-kernel-smoke kernel-test-bigmem kernel-test-smp
 
 BIGMEM ?= 16G
 KERNEL_SMP_MAX ?= riscv64:8 aarch64:8 x86_64:16
@@ -85,11 +89,14 @@ kernel-run:
 
 run: kernel-run
 
-kernel-apps:
+kernel-apps: kernel-harness-test
 	@$(KERNEL_APPS)
 
 kernel-test:
 	@$(KERNEL_APPS) tests/kernel
+
+kernel-harness-test:
+	@scripts/kernel-harness-test.sh
 
 kernel-test-bigmem:
 	@for arch in $(KERNEL_TEST_ARCHS); do \
