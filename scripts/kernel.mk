@@ -17,9 +17,14 @@
 #                 app of the tests/kernel workspace (the in-kernel suite,
 #                 tests/kernel/apps/memtest, tests/kernel/apps/parallel), each
 #                 line of its test_cmd on riscv64, aarch64 and x86_64 with both
-#                 backends: 18 runs, 6 kernel configurations.
-#   kernel-test   the in-kernel suite alone (tests/kernel/test_cmd):
-#                 riscv64, aarch64 and x86_64 with SMP=4
+#                 backends; the preemptive lines (FEATURES=sched-rr: axtask's
+#                 `preempt`) only on KERNEL_PREEMPT_ARCHS (riscv64) with
+#                 buddy-slab. 18 + 3 runs, 7 kernel configurations.
+#   kernel-apps-full  every line of every app on every arch with both
+#                 backends, preemptive lines included: 36 runs, 12 kernel
+#                 configurations. Not part of `make test`.
+#   kernel-test   the in-kernel suite alone (tests/kernel/test_cmd), its
+#                 non-preemptive lines: riscv64, aarch64 and x86_64 with SMP=4
 #                 for every backend in KERNEL_TEST_ALLOCS (tlsf and
 #                 buddy-slab); LOG=debug so the expect files can check
 #                 axalloc's init line
@@ -71,10 +76,11 @@ A ?= tests/kernel
 
 KERNEL_TEST_ARCHS ?= riscv64 aarch64 x86_64
 KERNEL_TEST_ALLOCS ?= tlsf buddy-slab
+KERNEL_PREEMPT_ARCHS ?= riscv64
 KERNEL_APPS := scripts/kernel-apps.sh --arch "$(KERNEL_TEST_ARCHS)" --alloc "$(KERNEL_TEST_ALLOCS)"
 BENCH_RUNS ?= 3
 
-.PHONY: kernel-setup kernel-run run kernel-apps kernel-test kernel-harness-test kernel-config-test bench-kernel bench-kernel-all bench-kernel-smoke kernel-test-bigmem kernel-test-smp
+.PHONY: kernel-setup kernel-run run kernel-apps kernel-apps-full kernel-test kernel-harness-test kernel-config-test bench-kernel bench-kernel-all bench-kernel-smoke kernel-test-bigmem kernel-test-smp
 
 BIGMEM ?= 16G
 KERNEL_SMP_MAX ?= riscv64:8 aarch64:8 x86_64:16
@@ -90,10 +96,14 @@ kernel-run:
 run: kernel-run
 
 kernel-apps: kernel-harness-test
+	@$(KERNEL_APPS) --skip FEATURES=sched-rr
+	@scripts/kernel-apps.sh --arch "$(KERNEL_PREEMPT_ARCHS)" --alloc buddy-slab --only FEATURES=sched-rr
+
+kernel-apps-full:
 	@$(KERNEL_APPS)
 
 kernel-test:
-	@$(KERNEL_APPS) tests/kernel
+	@$(KERNEL_APPS) --skip FEATURES=sched-rr tests/kernel
 
 kernel-harness-test:
 	@scripts/kernel-harness-test.sh
