@@ -15,6 +15,9 @@
 #   bench       side-by-side benchmark (scripts/bench.mk)
 #   fuzz, loom, miri, faults   robustness checks (scripts/fuzz.mk)
 #   run         boot an ArceOS kernel with this heap (scripts/kernel.mk)
+#   kernel-apps the ArceOS apps of tests/kernel on QEMU, test_cmd lines on
+#               three arches, both backends (scripts/kernel.mk; in `test`);
+#               kernel-apps-full: every test_cmd line (see scripts/kernel.mk)
 #   scale       1/16/64 GiB arenas, 64 threads, per-CPU memory figures
 #               (optimised, printed; ~10 s; not part of `test`)
 #   churn       CHURN_SECS (default 180) of churn: plot/results/churn.csv and
@@ -34,7 +37,7 @@ CROSS_TARGETS := riscv64gc-unknown-none-elf aarch64-unknown-none-softfloat x86_6
 
 CHURN_SECS ?= 180
 
-test: host-test axalloc-test cross faults loom miri-smoke fuzz-smoke bench-smoke kernel-test bench-kernel-smoke kernel-config-test
+test: host-test axalloc-test cross faults loom miri-smoke fuzz-smoke bench-smoke kernel-apps bench-kernel-smoke kernel-config-test
 
 host-test: setup-host fmt-check clippy doc unit config-test
 

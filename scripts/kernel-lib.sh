@@ -1,25 +1,46 @@
-# Shared by scripts/kernel-test.sh and scripts/kernel-bench.sh (sourced, not
-# run): build the tests/kernel ArceOS app for one arch and backend, boot it
-# on QEMU. Bash with `set -euo pipefail` in the caller.
+# Shared by scripts/kernel-test.sh, scripts/kernel-apps.sh and
+# scripts/kernel-bench.sh (sourced, not run): build an ArceOS app of the
+# tests/kernel workspace for one arch and backend, boot it on QEMU, check
+# its output. Bash with `set -euo pipefail` in the caller.
 #
 #   kernel_setup ARCH ALLOC SMP   tools (setup-toolchain/setup-qemu), arch and
 #                                 backend settings; bad arguments end in the
 #                                 caller's `usage` (exit 2)
 #   kernel_build NAME LOG         axconfig + cargo build; sets $elf, $image
-#                                 (x86_64: the ELF itself; else NAME.bin)
+#                                 (x86_64: the ELF itself; else NAME.bin);
+#                                 a failed cargo build exits 3
 #   kernel_qemu IMAGE             sets the array $qemu (the QEMU command line)
 #   kernel_boot LOGFILE TIMEOUT   runs $qemu without stdin; the output, ANSI
 #                                 colours and CRs stripped, goes to LOGFILE;
 #                                 sets $status (124: timed out)
+#   kernel_expect LOGFILE EXPECT  arceos-apps' app_test.sh matching: every
+#                                 line of EXPECT is a grep (basic) regex that
+#                                 must match some line of LOGFILE, in any
+#                                 order; prints each line that matches none;
+#                                 returns 1 if any
+#   kernel_check LOGFILE EXPECT STATUS TIMEOUT  every check of one run:
+#                                 QEMU's STATUS is 0 (124: timed out after
+#                                 TIMEOUT s), kernel_expect, no line holds
+#                                 `panicked at`, kernel_ktap; prints each
+#                                 problem; returns 0, 1 (failed) or 4 (timed out)
+#   kernel_ktap LOGFILE           if LOGFILE holds `KTAP version 1`: the plan
+#                                 `1..N` follows, then result lines `ok I` /
+#                                 `not ok I` numbered 1..N, all `ok`, and a
+#                                 summary `N passed, 0 failed` if there is
+#                                 one; prints each problem, returns 1 if any
 #
 # Variables read: MEM (guest memory, default 128M), KERNEL_TAG (message
-# prefix), KERNEL_PROFILE (cargo profile, default release),
-# KERNEL_FEATURES (app features besides the backend's, space-separated),
-# CARGO_TARGET_DIR (default tests/kernel/target).
-# Variables set by kernel_setup: repo app tools_bin qemu_bin triple platform
-# plat_pkg features target_dir out_dir, KERNEL_MEM_BYTES (MEM in bytes:
-# plat.phys-memory-size, and KERNEL_TEST_MEM_BYTES for the app) and
-# KERNEL_MEM_TAG ("-memMEM" unless MEM is 128M; in config and run names).
+# prefix), KERNEL_APP (the app's directory, default tests/kernel: the
+# workspace root; the other apps are its members under tests/kernel/apps/),
+# KERNEL_PROFILE (cargo profile, default release), KERNEL_FEATURES (cargo
+# features of the app besides the backend's, space-separated; `axstd/X`
+# selects an ArceOS feature), CARGO_TARGET_DIR (default
+# tests/kernel/target, shared by every app of the workspace).
+# Variables set by kernel_setup: repo workspace app app_name bin tools_bin
+# qemu_bin triple platform plat_pkg features target_dir out_dir,
+# KERNEL_MEM_BYTES (MEM in bytes: plat.phys-memory-size, and
+# KERNEL_TEST_MEM_BYTES for the app) and KERNEL_MEM_TAG ("-memMEM" unless
+# MEM is 128M; in config and run names).
 
 KERNEL_TAG=${KERNEL_TAG:-kernel}
 KERNEL_PROFILE=${KERNEL_PROFILE:-release}
@@ -29,7 +50,17 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 kernel_setup() {
   local arch=$1 alloc=$2 smp=$3
-  app="$repo/tests/kernel"
+  workspace="$repo/tests/kernel"
+  app=$(cd "${KERNEL_APP:-$workspace}" 2>/dev/null && pwd) ||
+    { echo "$KERNEL_TAG: no app directory '${KERNEL_APP}'" >&2; exit 2; }
+  case $app/ in
+    "$workspace"/*) ;;
+    *) echo "$KERNEL_TAG: app $app is not in the tests/kernel workspace" >&2; exit 2 ;;
+  esac
+  # The binary is named after the package (the first `name =` of the manifest).
+  bin=$(sed -n 's/^name *= *"\(.*\)"/\1/p' "$app/Cargo.toml" | head -1)
+  [[ -n $bin ]] || { echo "$KERNEL_TAG: no package name in $app/Cargo.toml" >&2; exit 2; }
+  app_name=$(basename "$app")
   tools_bin=$("$repo/scripts/setup-toolchain.sh" | tail -1)
   qemu_bin=$("$repo/scripts/setup-qemu.sh" | tail -1)
 
@@ -59,9 +90,10 @@ kernel_setup() {
   [[ $KERNEL_MEM_BYTES == $((128 << 20)) ]] || KERNEL_MEM_TAG="-mem$MEM"
 
   cd "$app"
-  # One target dir for every arch and allocator: switching arch rebuilds
-  # nothing already built for the other triples. CARGO_TARGET_DIR may move it.
-  target_dir=${CARGO_TARGET_DIR:-$app/target}
+  # One target dir for every app, arch and allocator: switching arch rebuilds
+  # nothing already built for the other triples, and every app of one
+  # configuration links the same dependency units. CARGO_TARGET_DIR may move it.
+  target_dir=${CARGO_TARGET_DIR:-$workspace/target}
   out_dir="$target_dir/kernel-test"
   mkdir -p "$out_dir"
 }
@@ -83,7 +115,7 @@ kernel_build() {
   [[ -n $plat_manifest ]] || { echo "$KERNEL_TAG: cannot locate $plat_pkg (cargo metadata)" >&2; exit 1; }
   # riscv64 and aarch64 take their RAM size from plat.phys-memory-size.
   config="$out_dir/$KERNEL_ARCH-smp$KERNEL_SMP$KERNEL_MEM_TAG.axconfig.toml"
-  "$tools_bin/axconfig-gen" configs/defconfig.toml "$(dirname "$plat_manifest")/axconfig.toml" \
+  "$tools_bin/axconfig-gen" "$workspace/configs/defconfig.toml" "$(dirname "$plat_manifest")/axconfig.toml" \
     -w "arch=\"$KERNEL_ARCH\"" -w "platform=\"$platform\"" -w "plat.max-cpu-num=$KERNEL_SMP" \
     -w "plat.phys-memory-size=$(printf '%#x' "$KERNEL_MEM_BYTES")" -o "$config.new"
   # Replace only on change: a rewritten file would rebuild axconfig and everything above it.
@@ -101,8 +133,11 @@ kernel_build() {
   export RUSTFLAGS="-Zcrate-attr=feature(core_io) -A unsafe_op_in_unsafe_fn -A unused_features \
 -C link-arg=-T$target_dir/$triple/$profile_dir/linker_$platform.lds -C link-arg=-no-pie -C link-arg=-znostart-stop-gc"
   echo "$KERNEL_TAG: building $name" >&2
-  cargo build --locked "${profile_args[@]}" --target "$triple" --target-dir "$target_dir" "${features[@]}"
-  elf="$target_dir/$triple/$profile_dir/alloc-kernel-test"
+  if ! cargo build --locked "${profile_args[@]}" --target "$triple" --target-dir "$target_dir" "${features[@]}"; then
+    echo "$KERNEL_TAG: build of $name failed" >&2
+    exit 3
+  fi
+  elf="$target_dir/$triple/$profile_dir/$bin"
   case $KERNEL_ARCH in
     x86_64) image=$elf ;; # multiboot ELF
     *)
@@ -146,4 +181,73 @@ kernel_boot() {
     fi
     return 0
   done
+}
+
+kernel_expect() {
+  local log=$1 expect=$2 line rc=0
+  if [[ ! -f $expect ]]; then
+    echo "expected output file \"$expect\" not found!"
+    return 1
+  fi
+  # As app_test.sh's compare(): each line, read verbatim (IFS='', read -r:
+  # leading blanks kept, empty lines match everything), is a basic regular
+  # expression for `grep -a`, found anywhere in the output, in any order.
+  # Beyond app_test.sh: every unmatched line is reported (not only the
+  # first), a last line without a newline is checked too, and `-e` keeps a
+  # line that starts with `-` a pattern.
+  while IFS= read -r line || [[ -n $line ]]; do
+    local found=0
+    grep -q -a -e "$line" -- "$log" 2>/dev/null || found=$?
+    case $found in
+      0) ;;
+      1) echo "pattern \"$line\" not matched!"; rc=1 ;;
+      *) echo "pattern \"$line\" is not a valid grep regex!"; rc=1 ;;
+    esac
+  done <"$expect"
+  return $rc
+}
+
+kernel_ktap() {
+  local log=$1
+  grep -q -a -x 'KTAP version 1' "$log" || return 0
+  # Top level only (KTAP nests subtests by indentation); lines of other
+  # kinds between them (kernel log lines, diagnostics) are allowed.
+  awk '
+    function bad(msg) { print msg; failed = 1 }
+    $0 == "KTAP version 1" { versions++; next }
+    versions == 1 && plan == "" && /^1\.\.[0-9]+$/ { plan = substr($0, 4) + 0; next }
+    versions == 1 && /^(not )?ok [0-9]+( |$)/ {
+      if (plan == "") { bad("result before the plan: " $0); next }
+      n = ($1 == "not") ? $3 : $2
+      if (n != results + 1) bad("result " n " out of order (expected " results + 1 "): " $0)
+      results++
+      if ($1 == "not") bad("failed: " $0)
+      next
+    }
+    /^[0-9]+ passed, [0-9]+ failed$/ { summary = $0 }
+    END {
+      if (versions > 1) bad("KTAP version line printed " versions " times (a second boot?)")
+      if (plan == "") bad("no KTAP plan line 1..N after `KTAP version 1`")
+      else if (results != plan) bad("plan 1.." plan " but " results " result lines (a test never finished?)")
+      if (summary != "" && summary != plan " passed, 0 failed") bad("summary \"" summary "\" does not match the plan 1.." plan)
+      exit failed
+    }' "$log"
+}
+
+kernel_check() {
+  local log=$1 expect=$2 status=$3 timeout=$4 out rc=0
+  if [[ $status == 124 ]]; then
+    echo "timed out after ${timeout}s"
+    rc=4
+  elif [[ $status != 0 ]]; then
+    echo "QEMU exited with status $status"
+    rc=1
+  fi
+  # An ArceOS panic prints `panicked at FILE:LINE:COL:` and powers off:
+  # QEMU's status is 0 then.
+  out=$(grep -a 'panicked at' "$log" | head -3 | sed 's/^/panic: /') || true
+  [[ -z $out ]] || { echo "$out"; [[ $rc != 0 ]] || rc=1; }
+  out=$(kernel_expect "$log" "$expect") || { echo "$out"; [[ $rc != 0 ]] || rc=1; }
+  out=$(kernel_ktap "$log" | sed 's/^/KTAP: /'; exit "${PIPESTATUS[0]}") || { echo "$out"; [[ $rc != 0 ]] || rc=1; }
+  return $rc
 }

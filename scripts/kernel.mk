@@ -7,14 +7,27 @@
 #   LOG    kernel log level: off|error|warn|info|debug|trace   (default warn)
 #   ALLOC  heap backend: buddy-slab (this crate, via axalloc's
 #          `buddy-slab` feature) | tlsf (stock ArceOS)         (default buddy-slab)
+#   A      app directory for kernel-run, as ArceOS's A=    (default tests/kernel;
+#          the others: tests/kernel/apps/memtest, tests/kernel/apps/parallel)
 #
 # Targets:
-#   kernel-run    build tests/kernel for ARCH and boot it in QEMU, output on
-#                 the terminal, no checks (`run` is an alias)
-#   kernel-test   build, boot and check tests/kernel on riscv64, aarch64 and
-#                 x86_64 with SMP=4, for every backend in KERNEL_TEST_ALLOCS
-#                 (tlsf and buddy-slab); LOG=debug so the expect files can
-#                 check axalloc's init line. Fails on the first failure.
+#   kernel-run    build the app A (tests/kernel) for ARCH and boot it in QEMU,
+#                 output on the terminal, no checks (`run` is an alias)
+#   kernel-apps   what `make test` runs (scripts/kernel-apps.sh): every ArceOS
+#                 app of the tests/kernel workspace (the in-kernel suite,
+#                 tests/kernel/apps/memtest, tests/kernel/apps/parallel), each
+#                 line of its test_cmd on riscv64, aarch64 and x86_64 with both
+#                 backends; the preemptive lines (FEATURES=sched-rr: axtask's
+#                 `preempt`) only on KERNEL_PREEMPT_ARCHS (riscv64) with
+#                 buddy-slab. 18 + 3 runs, 7 kernel configurations.
+#   kernel-apps-full  every line of every app on every arch with both
+#                 backends, preemptive lines included: 36 runs, 12 kernel
+#                 configurations. Not part of `make test`.
+#   kernel-test   the in-kernel suite alone (tests/kernel/test_cmd), its
+#                 non-preemptive lines: riscv64, aarch64 and x86_64 with SMP=4
+#                 for every backend in KERNEL_TEST_ALLOCS (tlsf and
+#                 buddy-slab); LOG=debug so the expect files can check
+#                 axalloc's init line
 #   kernel-test-bigmem  the same suite with BIGMEM of RAM (default 16G) on
 #                 every arch: buddy-slab must pass; the stock backend (tlsf,
 #                 bitmap page allocator capped at 256 MiB) is expected to
@@ -30,6 +43,10 @@
 #   kernel-config-test  build riscv64 with configs/seed-classes.toml as the
 #                 allocator's knobs file and check that the kernel reports
 #                 its 9 size classes (a TOML change changes the kernel)
+#   kernel-harness-test  the runner's own checks on canned outputs, no QEMU
+#                 (scripts/kernel-harness-test.sh): a wrong expect line, a
+#                 `not ok`, a missing KTAP result, a panic each fail; run
+#                 first by kernel-apps
 #   bench-kernel  in-kernel benchmark (scripts/kernel-bench.sh): builds the
 #                 app's `bench` feature for buddy-slab and tlsf, boots each
 #                 BENCH_RUNS times (default 3) on ARCH with SMP CPUs, prints
@@ -39,7 +56,7 @@
 #   bench-kernel-smoke  the benchmark with iteration counts / 100 on riscv64,
 #                 buddy-slab, one boot: checks that it runs to `bench done`.
 #                 Built in the tests' release profile: right after
-#                 kernel-test only the app crate is rebuilt (`make test`
+#                 kernel-apps only the app crate is rebuilt (`make test`
 #                 runs it before kernel-config-test, which changes the
 #                 allocator's knobs and so rebuilds the stack).
 #   kernel-setup  install the pinned nightly, axconfig-gen and a
@@ -48,19 +65,22 @@
 # Everything they need is installed by scripts/setup-toolchain.sh and
 # scripts/setup-qemu.sh (idempotent, fast when done), so a fresh machine
 # needs only rustup and apt. One cargo target dir (tests/kernel/target) is
-# shared by all arches and backends; nothing is cleaned between them.
+# shared by all apps, arches and backends; nothing is cleaned between them.
 
 ARCH ?= riscv64
 SMP ?= 4
 MEM ?= 128M
 LOG ?= warn
 ALLOC ?= buddy-slab
+A ?= tests/kernel
 
 KERNEL_TEST_ARCHS ?= riscv64 aarch64 x86_64
 KERNEL_TEST_ALLOCS ?= tlsf buddy-slab
+KERNEL_PREEMPT_ARCHS ?= riscv64
+KERNEL_APPS := scripts/kernel-apps.sh --arch "$(KERNEL_TEST_ARCHS)" --alloc "$(KERNEL_TEST_ALLOCS)"
 BENCH_RUNS ?= 3
 
-.PHONY: kernel-setup kernel-run run kernel-test kernel-config-test bench-kernel bench-kernel-all bench-kernel-smoke kernel-test-bigmem kernel-test-smp
+.PHONY: kernel-setup kernel-run run kernel-apps kernel-apps-full kernel-test kernel-harness-test kernel-config-test bench-kernel bench-kernel-all bench-kernel-smoke kernel-test-bigmem kernel-test-smp
 
 BIGMEM ?= 16G
 KERNEL_SMP_MAX ?= riscv64:8 aarch64:8 x86_64:16
@@ -71,24 +91,29 @@ kernel-setup:
 	@scripts/setup-qemu.sh >/dev/null
 
 kernel-run:
-	MEM=$(MEM) MODE=run scripts/kernel-test.sh $(ARCH) $(ALLOC) $(SMP) $(LOG)
+	APP=$(A) MEM=$(MEM) MODE=run scripts/kernel-test.sh $(ARCH) $(ALLOC) $(SMP) $(LOG)
 
 run: kernel-run
 
+kernel-apps: kernel-harness-test
+	@$(KERNEL_APPS) --skip FEATURES=sched-rr
+	@scripts/kernel-apps.sh --arch "$(KERNEL_PREEMPT_ARCHS)" --alloc buddy-slab --only FEATURES=sched-rr
+
+kernel-apps-full:
+	@$(KERNEL_APPS)
+
 kernel-test:
-	@for alloc in $(KERNEL_TEST_ALLOCS); do \
-		for arch in $(KERNEL_TEST_ARCHS); do \
-			MEM=$(MEM) scripts/kernel-test.sh $$arch $$alloc 4 debug || exit 1; \
-		done; \
-	done
-	@echo "kernel-test: all passed ($(KERNEL_TEST_ARCHS) x $(KERNEL_TEST_ALLOCS), SMP=4)"
+	@$(KERNEL_APPS) --skip FEATURES=sched-rr tests/kernel
+
+kernel-harness-test:
+	@scripts/kernel-harness-test.sh
 
 kernel-test-bigmem:
 	@for arch in $(KERNEL_TEST_ARCHS); do \
 		MEM=$(BIGMEM) TIMEOUT=600 scripts/kernel-test.sh $$arch buddy-slab 4 info || exit 1; \
 	done
 	@for arch in $(KERNEL_TEST_ARCHS); do \
-		log=tests/kernel/target/kernel-test/$$arch-tlsf-smp4-mem$(BIGMEM).log; \
+		log=tests/kernel/target/kernel-test/kernel-$$arch-tlsf-smp4-mem$(BIGMEM).log; \
 		if MEM=$(BIGMEM) TIMEOUT=600 scripts/kernel-test.sh $$arch tlsf 4 info >/dev/null 2>&1; then \
 			echo "kernel-test-bigmem: stock tlsf passed on $$arch with $(BIGMEM): update the README"; exit 1; \
 		fi; \
@@ -101,9 +126,10 @@ kernel-test-smp:
 		MEM=$(SMP_MEM) TIMEOUT=900 scripts/kernel-test.sh $${pair%%:*} buddy-slab $${pair##*:} info || exit 1; \
 	done
 	@echo "kernel-test-smp: buddy-slab passed with $(KERNEL_SMP_MAX)"
+
 kernel-config-test:
 	BUDDY_SLAB_CONFIG=$(CURDIR)/configs/seed-classes.toml \
-		EXPECT=$(CURDIR)/tests/kernel/expect/buddy-slab-seed-classes.out \
+		EXPECT=$(CURDIR)/tests/kernel/expect_info_smp4_fifo_seed-classes.out \
 		MEM=$(MEM) scripts/kernel-test.sh riscv64 buddy-slab 4 info
 
 bench-kernel:

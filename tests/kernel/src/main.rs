@@ -1,9 +1,14 @@
 //! In-kernel allocator test suite, run as an ArceOS app on QEMU.
 //!
-//! Every test returns `Ok(())` or a message; the app prints one line per
-//! test (`test NAME ... ok` / `test NAME ... FAILED` plus the reason), then
-//! `N passed, M failed` alone on a line, then shuts the machine down.
-//! scripts/kernel-test.sh builds, boots and checks it.
+//! Every test returns `Ok(())` or a message. The app reports in KTAP
+//! version 1, the format of Linux's KUnit and tgoskits' axtest: a
+//! `KTAP version 1` line, the plan `1..N`, then one result line per test,
+//! `ok I NAME` or, after a diagnostic line `# NAME: reason`, `not ok I NAME`;
+//! other lines it prints are diagnostics (`# ...`). Then `N passed, M failed`
+//! alone on a line, and the machine shuts down. scripts/kernel-test.sh
+//! builds, boots and checks one configuration (the expect file, the KTAP
+//! lines and the summary); scripts/kernel-apps.sh runs every line of
+//! `test_cmd`.
 //!
 //! Threads are pinned to CPUs with the task affinity API, and every pinned
 //! thread checks that it really runs on its CPU, so "on every CPU" and
@@ -97,7 +102,7 @@ fn run_tests() {
     // before the baseline is taken.
     let warm: Vec<_> = (0..ncpu).map(|cpu| spawn_on(cpu, || Ok(()))).collect();
     if let Err(e) = join_all(warm) {
-        println!("warm-up failed: {e}");
+        println!("# warm-up failed: {e}");
     }
     settle_heap(usize::MAX);
     let usages = global_allocator().usages();
@@ -108,18 +113,22 @@ fn run_tests() {
             pages[kind as usize] = usages.get(kind);
         }
     }
-    println!("baseline: {usages:?}");
+    println!("# baseline: {usages:?}");
 
+    println!("KTAP version 1");
+    println!("1..{}", TESTS.len());
     let (mut passed, mut failed) = (0, 0);
-    for (name, test) in TESTS {
+    for (i, (name, test)) in TESTS.iter().enumerate() {
         match test() {
             Ok(()) => {
-                println!("test {name} ... ok");
+                println!("ok {} {name}", i + 1);
                 passed += 1;
             }
             Err(msg) => {
-                println!("test {name} ... FAILED");
-                println!("    {msg}");
+                for line in msg.lines() {
+                    println!("# {name}: {line}");
+                }
+                println!("not ok {} {name}", i + 1);
                 failed += 1;
             }
         }
@@ -581,7 +590,7 @@ fn all_memory_usable() -> TestResult {
     for addr in chunks {
         ga.dealloc_pages(addr, CHUNK_PAGES, UsageKind::Global);
     }
-    println!("    {} MiB of {} MiB RAM as 2 MiB runs, lowest {lo:#x}, highest {hi:#x}", total >> 20, mem >> 20);
+    println!("# {} MiB of {} MiB RAM as 2 MiB runs, lowest {lo:#x}, highest {hi:#x}", total >> 20, mem >> 20);
     // Metadata (1/256), page tables of the linear map (1/512), the kernel
     // image and 2 MiB alignment losses stay below mem/16 + 64 MiB. The
     // other CPUs' caches are not reclaimed while those CPUs idle (ArceOS
@@ -629,7 +638,7 @@ fn usage_back_to_baseline() -> TestResult {
     let usages = global_allocator().usages();
     let base_pages = *BASELINE_PAGES.lock();
     println!(
-        "    usage now: {usages:?}; used_bytes {:#x}, used_pages {}",
+        "# usage now: {usages:?}; used_bytes {:#x}, used_pages {}",
         global_allocator().used_bytes(),
         global_allocator().used_pages()
     );
