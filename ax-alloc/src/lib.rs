@@ -14,7 +14,7 @@
 //! | `buddy-slab` | this project's allocator: buddy pages, per-CPU slab caches and page caches, lock-free remote frees, checked frees; `alloc_dma32_pages` and `alloc_pages_at` implemented. Every ax-runtime kernel has it on (axplat-dyn → axklib → `ax-alloc/buddy-slab`) |
 //! | `tlsf` | the stock backend: a TLSF heap (`rlsf`) behind one IRQ-safe lock, pages carved from it. Wins over `buddy-slab` when both are on (as published), so a kernel selects it by enabling `ax-alloc/tlsf` |
 //! | neither | a stub whose every operation panics (`name() == "stub"`), as published |
-//! | `tracking` | [`tracking`]: a record (layout, backtrace, generation) per live allocation made through [`GlobalAlloc`], over either backend |
+//! | `tracking` | `tracking`: a record (layout, backtrace, generation) per live allocation made through [`GlobalAlloc`], over either backend |
 //! | `global-allocator` | the allocator is the Rust global allocator off `target_os = "none"` too (on bare metal it always is) |
 //!
 //! # Layers
@@ -71,7 +71,7 @@
 //! - tlsf: `alloc_dma32_pages` and `alloc_pages_at` return
 //!   `InvalidParam` (published: panic).
 //! - The [`GlobalAlloc`] impl ignores a null `dealloc` (published: panics).
-//! - [`tracking::allocations_in`] visits nothing when tracking is disabled
+//! - `tracking::allocations_in` visits nothing when tracking is disabled
 //!   (published: panics); a record goes when its block is freed, enabled
 //!   or not.
 //!
@@ -108,7 +108,6 @@ pub use reclaim::{PageReclaimFn, register_page_reclaim_fn, try_page_reclaim};
 mod page;
 pub use page::GlobalPage;
 
-/// Tracking of memory usage, enabled with the `tracking` feature.
 #[cfg(feature = "tracking")]
 pub mod tracking;
 

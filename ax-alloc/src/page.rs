@@ -6,7 +6,7 @@ use crate::{AllocResult, PAGE_SIZE, UsageKind, global_allocator};
 
 /// A RAII wrapper of contiguous 4K-sized pages.
 ///
-/// The pages come from [`global_allocator`] as [`UsageKind::Global`] and go
+/// The pages come from [`global_allocator()`] as [`UsageKind::Global`] and go
 /// back to it when the value is dropped.
 #[derive(Debug)]
 pub struct GlobalPage {
