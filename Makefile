@@ -11,6 +11,8 @@
 #   test        everything CI runs (the README's test command)
 #   host-test   formatting, lints, host unit/integration/property/stress tests
 #   axalloc-test  the axalloc member under every feature set (scripts/axalloc.mk)
+#   ax-alloc-test the ax-alloc member (tgoskits line) under every feature set,
+#               its API checked against the published crate (scripts/ax-alloc.mk)
 #   cross       no_std builds for the three kernel targets
 #   bench       side-by-side benchmark (scripts/bench.mk)
 #   fuzz, loom, miri, faults   robustness checks (scripts/fuzz.mk)
@@ -24,6 +26,9 @@
 #               plot/results/churn.svg (not part of `test`)
 #   kernel-test-bigmem, kernel-test-smp: see scripts/kernel.mk
 #   bench-kernel  in-kernel benchmark on QEMU, buddy-slab vs tlsf (scripts/kernel.mk)
+#   kernel-tgoskits-test, kernel-tgoskits-ci, bench-kernel-tgoskits, tgoskits-run,
+#   tgoskits-all  the same for the tgoskits line, ax-std 0.7 / ax-alloc 0.9
+#               (scripts/kernel-tgoskits.mk)
 
 ARCH ?= riscv64
 SMP ?= 4
@@ -37,7 +42,7 @@ CROSS_TARGETS := riscv64gc-unknown-none-elf aarch64-unknown-none-softfloat x86_6
 
 CHURN_SECS ?= 180
 
-test: host-test axalloc-test cross faults loom miri-smoke fuzz-smoke bench-smoke kernel-apps bench-kernel-smoke kernel-config-test
+test: host-test axalloc-test cross faults loom miri-smoke fuzz-smoke bench-smoke kernel-apps bench-kernel-smoke kernel-config-test ax-alloc-test kernel-tgoskits-ci
 
 host-test: setup-host fmt-check clippy doc unit config-test
 
@@ -83,5 +88,7 @@ churn:
 
 -include scripts/axalloc.mk
 -include scripts/kernel.mk
+-include scripts/ax-alloc.mk
+-include scripts/kernel-tgoskits.mk
 -include scripts/bench.mk
 -include scripts/fuzz.mk

@@ -9,6 +9,8 @@ extern crate std;
 
 #[cfg(all(feature = "arceos", not(loom)))]
 pub mod arceos;
+#[cfg(all(feature = "tgoskits", not(loom)))]
+pub mod tgoskits;
 // Under `cfg(loom)` only the lock-free remote-free path is compiled (its
 // atomics come from loom, which has no `const` constructors): the slab
 // header, the pending stack, page metadata, the release handshake, the
