@@ -13,9 +13,17 @@
 //! - virtual-to-physical translation through axplat's linear map, or an
 //!   installed translator (hypervisors).
 //!
+//! - with feature `ipi`, drains of the other CPUs by inter-processor
+//!   interrupt when memory is short (`ipi.rs`).
+//!
 //! axplat is used rather than axhal because axhal depends on axalloc, the
 //! crate that embeds this allocator.
 
+#[cfg(feature = "ipi")]
+mod ipi;
+
+#[cfg(feature = "ipi")]
+use crate::platform::DrainHook;
 use crate::platform::Platform;
 use crate::sync::RawLock;
 use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
@@ -150,6 +158,21 @@ unsafe impl Platform for ArceOsPlatform {
         // SAFETY: as in `slot_hint`; only this CPU writes its word while
         // the hints are held.
         unsafe { SLOT_HINT.write_current_raw(addr) }
+    }
+
+    #[cfg(feature = "ipi")]
+    fn register_instance(hook: DrainHook) {
+        ipi::register(hook);
+    }
+
+    #[cfg(feature = "ipi")]
+    fn unregister_instance(instance: *const ()) {
+        ipi::unregister(instance);
+    }
+
+    #[cfg(feature = "ipi")]
+    fn drain_other_cpus() -> bool {
+        ipi::drain_other_cpus()
     }
 
     fn virt_to_phys(vaddr: usize) -> usize {

@@ -114,11 +114,14 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
             let pages = layout.size().div_ceil(PAGE_SIZE);
             return self.alloc_pages_ptr(pages, layout.align().max(PAGE_SIZE));
         }
-        self.with_slot(
-            #[inline(always)]
-            move |s, id| self.alloc_object(s, id, layout),
-        )
-        .unwrap_or(Err(AllocError::NoMemory))
+        let attempt = || {
+            self.with_slot(
+                #[inline(always)]
+                move |s, id| self.alloc_object(s, id, layout),
+            )
+            .unwrap_or(Err(AllocError::NoMemory))
+        };
+        attempt().or_else(|e| self.retry_after_remote_drain(e, attempt))
     }
 
     fn alloc_object(

@@ -109,12 +109,13 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         {
             return Ok(ptr);
         }
-        self.buddy
-            .with(|b| b.alloc_pages_ptr(count, align_bytes))
+        let attempt = || self.buddy.with(|b| b.alloc_pages_ptr(count, align_bytes));
+        attempt()
             .or_else(|_| {
                 self.reclaim_here();
-                self.buddy.with(|b| b.alloc_pages_ptr(count, align_bytes))
+                attempt()
             })
+            .or_else(|e| self.retry_after_remote_drain(e, attempt))
     }
 
     /// Allocates `count` pages below the lowmem (DMA32) limit.
@@ -129,14 +130,16 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
             faults.report();
             result
         };
-        attempt().or_else(|e| {
-            if e != AllocError::NoMemory {
-                return Err(e);
-            }
-            // Lowmem pages may sit in CPU caches: reclaim, then retry.
-            self.reclaim_here();
-            attempt()
-        })
+        attempt()
+            .or_else(|e| {
+                if e != AllocError::NoMemory {
+                    return Err(e);
+                }
+                // Lowmem pages may sit in CPU caches: reclaim, then retry.
+                self.reclaim_here();
+                attempt()
+            })
+            .or_else(|e| self.retry_after_remote_drain(e, attempt))
     }
 
     /// Allocates exactly the pages at `[addr, addr + count * PAGE_SIZE)`.
@@ -145,8 +148,8 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
     /// `InvalidParam`, `NotAllocated` (outside managed memory), `NoMemory`
     /// (a page in the range is in use).
     pub fn alloc_pages_at(&self, addr: usize, count: usize) -> AllocResult<usize> {
-        self.buddy
-            .with(|b| b.alloc_pages_at(addr, count))
+        let attempt = || self.buddy.with(|b| b.alloc_pages_at(addr, count));
+        attempt()
             .or_else(|e| {
                 if e != AllocError::NoMemory {
                     return Err(e);
@@ -154,8 +157,9 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
                 // Pages in the range may sit in a CPU's page cache or in empty
                 // slabs: reclaim, then try once more.
                 self.reclaim_here();
-                self.buddy.with(|b| b.alloc_pages_at(addr, count))
+                attempt()
             })
+            .or_else(|e| self.retry_after_remote_drain(e, attempt))
     }
 
     /// Frees a run from `alloc_pages` (or `_lowmem`, `_at`).

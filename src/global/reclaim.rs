@@ -7,6 +7,7 @@ use crate::fault::FaultLog;
 use crate::platform::Platform;
 use crate::slab::SlabCpu;
 use crate::sync::{Ordering, RawLock};
+use crate::{AllocError, AllocResult};
 
 impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
     /// Whether a reclaim was requested since this CPU last drained: the
@@ -189,6 +190,51 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
     /// [`Self::reclaim`] from a context that holds no slot.
     pub(super) fn reclaim_here(&self) {
         let _ = self.with_slot(|s, id| self.reclaim(s, id));
+    }
+
+    /// An allocation failed with `e` after `reclaim`: if memory is short,
+    /// drains the shared slots (a reclaim on one could not take the others'
+    /// locks) and asks the other CPUs to drain now
+    /// ([`Platform::drain_other_cpus`]); if either may have freed memory,
+    /// runs `attempt` once more. Called with no pin and no lock held.
+    #[cold]
+    pub(super) fn retry_after_remote_drain<T>(
+        &self,
+        e: AllocError,
+        attempt: impl FnOnce() -> AllocResult<T>,
+    ) -> AllocResult<T> {
+        if e != AllocError::NoMemory {
+            return Err(e);
+        }
+        let shared = Self::SHARED_SLOTS > 1 && self.drain_shared_slots();
+        let asked = P::drain_other_cpus();
+        if shared || asked { attempt() } else { Err(e) }
+    }
+
+    /// Drains every shared slot, taking their locks one at a time (the
+    /// caller holds none); reports what the drains found. Says whether
+    /// there were slots to drain (none before `init`).
+    fn drain_shared_slots(&self) -> bool {
+        let (first, end) = (self.first_shared(), self.nr_slots.load(Ordering::Relaxed));
+        let mut faults = FaultLog::new();
+        for id in first..end {
+            self.shared_lock(id).with(|| {
+                // No context is in this slot (we hold its lock): its hazard
+                // may go, so that the drain can release the slabs it named.
+                self.hazard(id).clear();
+                // SAFETY: holding its lock makes us the shared slot's owner
+                // (O1).
+                if let Some(found) = unsafe {
+                    self.as_owner_of(id, |o| {
+                        self.drain_local(o, id);
+                    })
+                } {
+                    faults.append(&found);
+                }
+            });
+        }
+        faults.report();
+        end > first
     }
 
     /// Memory ran out: return what slot `id` caches, drain every idle CPU

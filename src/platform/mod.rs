@@ -138,6 +138,17 @@ pub unsafe trait Platform: 'static {
     fn unregister_instance(instance: *const ()) {
         let _ = instance;
     }
+
+    /// Memory is still short after a reclaim, which drains only idle slots
+    /// and asks busy CPUs to drain at their next slow path: asks every other
+    /// CPU to drain its slot of the registered instances now, and waits a
+    /// bounded time for their answers. Says whether any CPU answered (the
+    /// allocation is then tried once more). Called with no pin and no lock
+    /// held. A kernel sends an inter-processor interrupt whose handler runs
+    /// [`DrainHook::drain`] on its CPU. The default asks no one.
+    fn drain_other_cpus() -> bool {
+        false
+    }
 }
 
 /// How a platform drains one CPU slot of one allocator instance (see
