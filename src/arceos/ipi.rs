@@ -7,10 +7,11 @@
 //! The handler is registered for axconfig's `IPI_IRQ` with axplat on the
 //! first request (after boot, when the interrupt controller is up). If the
 //! IRQ already has a handler (axruntime's `ipi` feature registers axipi's),
-//! requests are not sent and the epoch alone asks CPUs to drain. A request
-//! waits at most `WAIT_NANOS` for the answers: a CPU that runs with IRQs
-//! off (spinning for a lock the requester holds, say) answers later or
-//! not at all, and the allocation goes on without it.
+//! requests are not sent and the epoch alone asks CPUs to drain. A caller
+//! with local IRQs off (an IRQ handler, a holder of an IRQ-safe lock) sends
+//! none either: it could wait for a CPU that waits for it. A request waits
+//! at most `WAIT_NANOS` for the answers: a CPU that runs with IRQs off
+//! answers later or not at all, and the allocation goes on without it.
 //!
 //! Invariant I1: the handler drains only while `HOOK` holds an instance,
 //! and `ACTIVE` counts the handlers between loading `HOOK` and their last
@@ -79,7 +80,7 @@ fn handler_ready() -> bool {
 /// Interrupts every other CPU and waits (bounded) for their drains; whether
 /// any answered.
 pub(super) fn drain_other_cpus() -> bool {
-    if HOOK.lock().is_none() || !handler_ready() {
+    if !axcpu::asm::irqs_enabled() || HOOK.lock().is_none() || !handler_ready() {
         return false;
     }
     let me = axplat::percpu::this_cpu_id();
