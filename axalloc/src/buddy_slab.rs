@@ -68,7 +68,8 @@ pub struct Backend {
     /// Never dropped: ArceOS keeps its heap in a `static`, and without
     /// drop glue `GlobalAllocator::new()` stays usable in a `const` (as
     /// with the stock backends). The core unregisters an instance from its
-    /// platform on drop; the ArceOS platform registers none.
+    /// platform on drop (the ArceOS platform keeps one, for `ipi-reclaim`'s
+    /// drains).
     inner: ManuallyDrop<DefaultByteAllocator>,
     /// `(start_vaddr, size)` of the part of the first region held back
     /// until paging is up (see [`BOOT_MAPPED_BYTES`]); size 0 once added.

@@ -12,6 +12,9 @@
 //! none either: it could wait for a CPU that waits for it. A request waits
 //! at most `WAIT_NANOS` for the answers: a CPU that runs with IRQs off
 //! answers later or not at all, and the allocation goes on without it.
+//! Targets are the CPUs the platform runs (`axplat::power::cpu_num`), not
+//! `MAX_CPU_NUM`. A platform whose `send_ipi` is unimplemented (axplat-dyn
+//! 0.3.0-preview.3 panics there) must not enable the feature.
 //!
 //! Invariant I1: the handler drains only while `HOOK` holds an instance,
 //! and `ACTIVE` counts the handlers between loading `HOOK` and their last
@@ -26,6 +29,10 @@ use kspin::SpinNoIrq;
 
 /// The longest a request waits for the other CPUs' answers.
 const WAIT_NANOS: u64 = 20_000_000;
+/// Drains one interrupt may run: a request made while the handler drained
+/// may have lost its interrupt (riscv64 clears the pending bit after the
+/// handler), so the handler drains again for it, a few times at most.
+const DRAINS_PER_IRQ: usize = 4;
 
 /// The heap the handler drains (one instance: the kernel's global heap).
 static HOOK: SpinNoIrq<Option<DrainHook>> = SpinNoIrq::new(None);
@@ -84,8 +91,9 @@ pub(super) fn drain_other_cpus() -> bool {
         return false;
     }
     let me = axplat::percpu::this_cpu_id();
+    let cpus = axplat::power::cpu_num().min(MAX_CPU_NUM);
     let request = REQUESTS.fetch_add(1, Ordering::AcqRel) + 1;
-    let others = || (0..MAX_CPU_NUM).filter(move |&cpu| cpu != me);
+    let others = || (0..cpus).filter(move |&cpu| cpu != me);
     for cpu in others() {
         axplat::irq::send_ipi(axconfig::devices::IPI_IRQ, IpiTarget::Other { cpu_id: cpu });
     }
@@ -102,25 +110,40 @@ pub(super) fn drain_other_cpus() -> bool {
     answered() > 0
 }
 
-/// The IPI handler: drains this CPU's slot, then answers the requests made
-/// before it began.
+/// The IPI handler: drains this CPU's slot, answers the requests made
+/// before each drain began, and drains again for one made meanwhile.
 fn on_drain_request() {
-    let request = REQUESTS.load(Ordering::Acquire);
+    let mut request = REQUESTS.load(Ordering::Acquire);
+    for _ in 0..DRAINS_PER_IRQ {
+        drain_this_cpu(request);
+        let now = REQUESTS.load(Ordering::Acquire);
+        if now == request {
+            break;
+        }
+        request = now;
+    }
+}
+
+/// Drains this CPU's slot of the registered heap and answers `request`.
+fn drain_this_cpu(request: usize) {
     ACTIVE.fetch_add(1, Ordering::AcqRel);
     let hook = *HOOK.lock();
-    let faults = hook.map(|hook| {
-        let pin = super::ArceOsPlatform::pin();
-        let cpu = super::ArceOsPlatform::cpu_id(&pin);
+    let pin = super::ArceOsPlatform::pin();
+    let cpu = super::ArceOsPlatform::cpu_id(&pin);
+    let faults = hook.zip(cpu).map(|(hook, cpu)| {
         // SAFETY: the heap is registered, so alive, until `unregister`,
         // which waits for this handler (I1); an interrupt handler runs with
         // IRQs off, so no allocator call is in progress on this CPU (each
         // keeps IRQs off while it holds the slot) and the pin makes this
         // context the slot's owner (O1).
-        cpu.map(|cpu| unsafe { hook.drain(cpu) })
+        unsafe { hook.drain(cpu) }
     });
+    drop(pin);
     ACTIVE.fetch_sub(1, Ordering::AcqRel);
-    ANSWERED[axplat::percpu::this_cpu_id()].fetch_max(request, Ordering::AcqRel);
-    if let Some(Some(faults)) = faults {
+    if let Some(answered) = cpu.and_then(|cpu| ANSWERED.get(cpu)) {
+        answered.fetch_max(request, Ordering::AcqRel);
+    }
+    if let Some(faults) = faults {
         faults.report();
     }
 }
