@@ -92,6 +92,10 @@ fn remote_then_local_double_free() {
     for absorb_first in [false, true] {
         let h = heap(4 << 20);
         let layout = l(48, 8);
+        // A live neighbour keeps the slab from going back to the buddy
+        // when `p` leaves it empty (a 4 MiB heap's idle budget keeps no
+        // empty slab): the object is then reused from the same free list.
+        let neighbour = h.alloc(layout).unwrap();
         let p = h.alloc(layout).unwrap();
         on_cpu(1);
         // SAFETY: a valid remote free.
@@ -102,17 +106,29 @@ fn remote_then_local_double_free() {
         if absorb_first {
             h.drain();
         }
-        let again = h.alloc(layout).unwrap();
         // Either way the remote bit is absorbed before the object is handed
         // out again (the pop refuses an object with a stray bit, and the
         // slow path absorbs first): it is counted as the double free and
-        // the object, free once, is on top of the list.
-        assert_eq!(again, p);
+        // the object, free once, is handed out once among the slab's next
+        // objects (with debug checks, not necessarily first).
+        let next: Vec<_> = (0..300).map(|_| h.alloc(layout).unwrap()).collect();
+        assert_eq!(
+            next.iter().filter(|&&q| q == p).count(),
+            1,
+            "p handed out once"
+        );
+        for &q in next.iter().filter(|&&q| q != p) {
+            // SAFETY: allocated above, freed once.
+            unsafe { h.dealloc(q, layout) };
+        }
+        let again = p;
         fill(again.as_ptr(), 48, 9);
         h.drain();
         nothing_handed_out_twice(&h, 2000, 48);
         check(again.as_ptr(), 48, 9);
         assert_eq!(h.stats().invalid_frees, 1, "absorb first: {absorb_first}");
+        // SAFETY: allocated above, freed once.
+        unsafe { h.dealloc(neighbour, layout) };
         // SAFETY: the live block, freed once.
         unsafe { h.dealloc(again, layout) };
         h.drain();
@@ -361,6 +377,9 @@ impl DrainAll for Box<Heap> {
 fn use_after_free_is_caught_by_poison() {
     let h = heap(4 << 20);
     let layout = l(64, 8);
+    // A live neighbour keeps the slab (and the freed object's poison) when
+    // `p` leaves it: a 4 MiB heap's idle budget keeps no empty slab.
+    let neighbour = h.alloc(layout).unwrap();
     let p = h.alloc(layout).unwrap();
     // SAFETY: a valid free.
     unsafe { h.dealloc(p, layout) };
@@ -378,6 +397,8 @@ fn use_after_free_is_caught_by_poison() {
     unsafe { h.dealloc(again, layout) };
     nothing_handed_out_twice(&h, 2000, 64);
     assert_eq!(h.stats().poison_faults, 1);
+    // SAFETY: allocated above, freed once.
+    unsafe { h.dealloc(neighbour, layout) };
 }
 
 /// Debug checks: a write past the requested size is found at free by the
