@@ -25,11 +25,14 @@ const AFTER_BAD_INPUT: u64 = if cfg!(miri) { 200 } else { 1000 };
 /// Arena that the OOM test exhausts with 1000-byte objects.
 const OOM_ARENA: usize = if cfg!(miri) { 1 << 20 } else { 4 << 20 };
 
-fn heap(bytes: usize) -> Box<Heap> {
-    let h = Box::new(Heap::new());
-    // SAFETY: leaked arena; the Box keeps the allocator in place.
+/// Initialises `h` over a leaked arena of `bytes`. The caller keeps the
+/// heap where it is from now on: the platform holds its address (a Box
+/// returned after `init` would be a move, which invalidates that pointer
+/// under Stacked Borrows).
+fn init(h: &Heap, bytes: usize) {
+    // SAFETY: leaked arena; the caller's Box keeps the allocator in place
+    // and is not moved.
     unsafe { h.init(arena(bytes, PAGE, 0)).unwrap() };
-    h
 }
 
 fn l(size: usize, align: usize) -> Layout {
@@ -38,7 +41,8 @@ fn l(size: usize, align: usize) -> Layout {
 
 #[test]
 fn small_and_large_requests_round_trip() {
-    let mut h = heap(BIG_ARENA);
+    let mut h = Box::new(Heap::new());
+    init(&h, BIG_ARENA);
     let base = h.allocated_bytes();
     let mut live = Vec::new();
     for (i, &(size, align)) in [
@@ -73,7 +77,8 @@ fn small_and_large_requests_round_trip() {
 
 #[test]
 fn realloc_grows_and_shrinks_in_place_when_it_can() {
-    let h = heap(16 << 20);
+    let h = Box::new(Heap::new());
+    init(&h, 16 << 20);
     let p = h.alloc(l(50, 8)).unwrap();
     fill(p.as_ptr(), 50, 1);
     // SAFETY: pointer and layout from this allocator.
@@ -109,7 +114,8 @@ fn realloc_grows_and_shrinks_in_place_when_it_can() {
 
 #[test]
 fn bad_input_gets_errors_and_leaves_the_heap_sound() {
-    let h = heap(8 << 20);
+    let h = Box::new(Heap::new());
+    init(&h, 8 << 20);
     assert_eq!(h.alloc(l(0, 1)), Err(AllocError::InvalidParam));
     assert_eq!(h.alloc(l(1 << 40, 8)), Err(AllocError::NoMemory));
     assert_eq!(h.alloc_pages(0, 0), Err(AllocError::InvalidParam));
@@ -154,7 +160,8 @@ fn bad_input_gets_errors_and_leaves_the_heap_sound() {
 
 #[test]
 fn oom_is_an_error_and_the_heap_recovers() {
-    let mut h = heap(OOM_ARENA);
+    let mut h = Box::new(Heap::new());
+    init(&h, OOM_ARENA);
     let mut live = Vec::new();
     loop {
         match h.alloc(l(1000, 8)) {
@@ -200,7 +207,8 @@ fn oom_is_an_error_and_the_heap_recovers() {
 
 #[test]
 fn remote_frees_return_objects_and_slabs_to_the_owner() {
-    let mut h = heap(BIG_ARENA);
+    let mut h = Box::new(Heap::new());
+    init(&h, BIG_ARENA);
     let base = h.allocated_bytes();
     let layout = l(256, 8);
     // This thread takes a CPU slot first, so the other thread gets another
@@ -240,7 +248,8 @@ fn remote_frees_return_objects_and_slabs_to_the_owner() {
 
 #[test]
 fn remote_double_free_is_detected() {
-    let h = heap(8 << 20);
+    let h = Box::new(Heap::new());
+    init(&h, 8 << 20);
     let layout = l(32, 8);
     let own = h.alloc(layout).unwrap(); // take a slot before the other thread
     let Sent(p) =

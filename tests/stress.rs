@@ -29,10 +29,11 @@ fn threads_free_a_quarter_of_their_blocks_remotely() {
     let baseline = heap.allocated_bytes();
     let (txs, rxs): (Vec<_>, Vec<_>) = (0..THREADS).map(|_| mpsc::channel::<Vec<Block>>()).unzip();
     std::thread::scope(|s| {
+        let mut threads = Vec::new();
         for (t, rx) in rxs.into_iter().enumerate() {
             let tx = txs[(t + 1) % THREADS].clone();
             let heap = &*heap;
-            s.spawn(move || {
+            threads.push(s.spawn(move || {
                 let mut rng = Rng(0x9e37_79b9 + t as u64);
                 for round in 0..ROUNDS {
                     let mut mine = Vec::with_capacity(PER_ROUND);
@@ -60,7 +61,13 @@ fn threads_free_a_quarter_of_their_blocks_remotely() {
                         unsafe { heap.dealloc(p, Layout::from_size_align(size, 8).unwrap()) };
                     }
                 }
-            });
+            }));
+        }
+        // Joined explicitly: a join waits for the thread's exit, its slot's
+        // drain included, which the end of the scope does not (`drain_all`
+        // below takes `&mut` to the heap that drain borrows).
+        for t in threads {
+            t.join().unwrap();
         }
     });
     let st = heap.stats();

@@ -177,8 +177,10 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
     /// # Safety
     /// As [`Self::add_region`]; additionally `self` is not moved from now
     /// on until it is dropped (the platform may keep its address to drain
-    /// CPU slots: [`Platform::register_instance`]), and `init` runs once,
-    /// before any other call.
+    /// CPU slots: [`Platform::register_instance`]), nor is a `Box` holding
+    /// it (moving a `Box` asserts unique access, which the kept address
+    /// contradicts; a `static`, `Box::leak` or a `Box` that stays put are
+    /// fine), and `init` runs once, before any other call.
     pub unsafe fn init(&self, region: &mut [u8]) -> AllocResult {
         if !self.slots.load(Ordering::Acquire).is_null() {
             return Err(AllocError::InvalidParam);

@@ -81,7 +81,10 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
     }
 
     /// Drains every CPU slot. `&mut self` proves no other context is using
-    /// the allocator, so every slot can be touched.
+    /// the allocator, so every slot can be touched. On the host a thread
+    /// drains its slot as it exits, borrowing the allocator: join the
+    /// threads that used it first (`JoinHandle::join` waits for the exit;
+    /// the end of `std::thread::scope` does not).
     pub fn drain_all(&mut self) {
         // `&mut self` keeps out every caller, but not the platform's drains
         // (a thread that has returned from its closure may still be running
