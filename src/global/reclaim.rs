@@ -218,26 +218,40 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
     /// caller holds none); reports what the drains found. Says whether
     /// there were slots to drain (none before `init`).
     fn drain_shared_slots(&self) -> bool {
-        let (first, end) = (self.first_shared(), self.nr_slots.load(Ordering::Relaxed));
         let mut faults = FaultLog::new();
-        for id in first..end {
+        self.clear_shared_hazards();
+        self.drain_shared_into(&mut faults);
+        faults.report();
+        self.nr_slots.load(Ordering::Relaxed) > self.first_shared()
+    }
+
+    /// Drops the shared slots' hazards, each under its slot's lock: no
+    /// context is in a slot whose lock we hold, so the slabs they name can
+    /// be released by the drains that follow (H1). The caller holds no
+    /// shared slot's lock.
+    fn clear_shared_hazards(&self) {
+        for id in self.first_shared()..self.nr_slots.load(Ordering::Relaxed) {
+            self.shared_lock(id).with(|| self.hazard(id).clear());
+        }
+    }
+
+    /// Drains every shared slot under its lock, one at a time, adding the
+    /// faults found to `faults`. The caller holds no shared slot's lock.
+    fn drain_shared_into(&self, faults: &mut FaultLog) {
+        for id in self.first_shared()..self.nr_slots.load(Ordering::Relaxed) {
             self.shared_lock(id).with(|| {
-                // No context is in this slot (we hold its lock): its hazard
-                // may go, so that the drain can release the slabs it named.
-                self.hazard(id).clear();
                 // SAFETY: holding its lock makes us the shared slot's owner
-                // (O1).
-                if let Some(found) = unsafe {
+                // (O1), and we are in none of them.
+                let found = unsafe {
                     self.as_owner_of(id, |o| {
                         self.drain_local(o, id);
                     })
-                } {
+                };
+                if let Some(found) = found {
                     faults.append(&found);
                 }
             });
         }
-        faults.report();
-        end > first
     }
 
     /// Memory ran out: return what slot `id` caches, drain every idle CPU
@@ -246,21 +260,21 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
     #[cold]
     pub(super) fn reclaim(&self, s: &mut SlotRef<'_, PAGE_SIZE>, id: usize) {
         s.local.seen_reclaim = self.reclaim_epoch.fetch_add(1, Ordering::Relaxed) + 1;
-        let (first_shared, nr_slots) = (self.first_shared(), self.nr_slots.load(Ordering::Relaxed));
+        let first_shared = self.first_shared();
         let others = || (0..first_shared).filter(move |&o| o != id);
         // Lock order: a context that holds a shared slot's lock takes no
         // other's (two such reclaims would wait on each other); the other
-        // shared slots drain at their next slow path, seeing the epoch.
-        let other_shared = || (first_shared..nr_slots).filter(move |_| id < first_shared);
+        // shared slots drain at their next slow path, seeing the epoch, or
+        // before the allocation fails (`retry_after_remote_drain`).
+        let from_cpu_slot = id < first_shared;
         // The hazards of idle slots and of the shared slots name slabs that
         // no remote free is touching: drop them first, so that the drains
         // below can release those slabs (H1).
         for other in others() {
             P::with_idle_cpu(other, &mut || self.hazard(other).clear());
         }
-        for shared_id in other_shared() {
-            self.shared_lock(shared_id)
-                .with(|| self.hazard(shared_id).clear());
+        if from_cpu_slot {
+            self.clear_shared_hazards();
         }
         self.drain_local(s, id);
         for other in others() {
@@ -277,19 +291,8 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
                 }
             });
         }
-        for shared_id in other_shared() {
-            self.shared_lock(shared_id).with(|| {
-                // SAFETY: holding its lock makes us the shared slot's owner
-                // (O1); we are in a CPU slot, not in it.
-                let faults = unsafe {
-                    self.as_owner_of(shared_id, |o| {
-                        self.drain_local(o, shared_id);
-                    })
-                };
-                if let Some(faults) = faults {
-                    s.local.faults.append(&faults);
-                }
-            });
+        if from_cpu_slot {
+            self.drain_shared_into(&mut s.local.faults);
         }
     }
 }
