@@ -65,11 +65,24 @@ unit:
 	cargo test --workspace
 	cargo test --release --test model --test stress --test oversubscription
 
-# The knobs file reaches the build: the same test built against a second
-# configuration must see its values (own target dir: no rebuild ping-pong).
+# The knob layers reach the build (build.rs): the same test built against a
+# second file, then with a kernel axconfig on top, must see their values
+# (a target dir apart from the default build's: no rebuild ping-pong); a
+# misspelt or mistyped knob in a kernel's table fails the build, naming it.
+CONFIG_LAYERS := $(CURDIR)/tests/config-layers
 config-test:
 	BUDDY_SLAB_CONFIG=$(CURDIR)/configs/seed-classes.toml BSA_EXPECT_CLASSES=9 \
 		CARGO_TARGET_DIR=target/config-test cargo test --test config
+	BUDDY_SLAB_CONFIG=$(CURDIR)/configs/seed-classes.toml BSA_EXPECT_CLASSES=9 BSA_EXPECT_KERNEL=1 \
+		AX_CONFIG_PATH=$(CONFIG_LAYERS)/kernel.axconfig.toml \
+		CARGO_TARGET_DIR=target/config-test cargo test --test config
+	@for bad in misspelt:page-cache-hihg mistyped:page-cache-high; do \
+		out=$$(AX_CONFIG_PATH=$(CONFIG_LAYERS)/$${bad%%:*}.axconfig.toml \
+			CARGO_TARGET_DIR=target/config-test cargo build --lib 2>&1) && \
+			{ echo "config-test: $${bad%%:*} knob accepted"; exit 1; }; \
+		echo "$$out" | grep -q "buddy-slab-cpu.$${bad##*:}" || \
+			{ echo "config-test: $${bad%%:*} knob not named:"; echo "$$out" | tail -5; exit 1; }; \
+	done; echo "config-test: misspelt and mistyped kernel knobs fail the build"
 
 cross:
 	@for t in $(CROSS_TARGETS); do \

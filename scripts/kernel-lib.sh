@@ -115,7 +115,10 @@ kernel_build() {
   [[ -n $plat_manifest ]] || { echo "$KERNEL_TAG: cannot locate $plat_pkg (cargo metadata)" >&2; exit 1; }
   # riscv64 and aarch64 take their RAM size from plat.phys-memory-size.
   config="$out_dir/$KERNEL_ARCH-smp$KERNEL_SMP$KERNEL_MEM_TAG.axconfig.toml"
+  # EXTRA_CONFIG (ArceOS's variable): one more file merged in, say with the
+  # allocator's knob tables ([buddy-slab], [buddy-slab-cpu], ...).
   "$tools_bin/axconfig-gen" "$workspace/configs/defconfig.toml" "$(dirname "$plat_manifest")/axconfig.toml" \
+    ${EXTRA_CONFIG:+"$EXTRA_CONFIG"} \
     -w "arch=\"$KERNEL_ARCH\"" -w "platform=\"$platform\"" -w "plat.max-cpu-num=$KERNEL_SMP" \
     -w "plat.phys-memory-size=$(printf '%#x' "$KERNEL_MEM_BYTES")" -o "$config.new"
   # Replace only on change: a rewritten file would rebuild axconfig and everything above it.

@@ -27,7 +27,9 @@
 #   EXPECT     expect file (default APP/expect_LOG_smpSMP_SCHED_ALLOC.out if
 #              it exists, else APP/expect_LOG_smpSMP_SCHED.out; SCHED is rr,
 #              cfs or fifo after the scheduler FEATURES select)
-#   BUDDY_SLAB_CONFIG  knobs file of the allocator (default configs/default.toml)
+#   EXTRA_CONFIG       a file axconfig-gen merges into the kernel's config,
+#                      e.g. with the allocator's knob tables (configs/default.toml)
+#   BUDDY_SLAB_CONFIG  a file of the allocator's knobs to override
 #
 # Checks, all of which must hold:
 #   1. QEMU exits 0 through the platform's shutdown (not the timeout);

@@ -127,8 +127,9 @@ kernel-test-smp:
 	done
 	@echo "kernel-test-smp: buddy-slab passed with $(KERNEL_SMP_MAX)"
 
+# The knobs come from a table of the kernel's own axconfig.
 kernel-config-test:
-	BUDDY_SLAB_CONFIG=$(CURDIR)/configs/seed-classes.toml \
+	EXTRA_CONFIG=$(CURDIR)/tests/kernel/configs/seed-classes.toml \
 		EXPECT=$(CURDIR)/tests/kernel/expect_info_smp4_fifo_seed-classes.out \
 		MEM=$(MEM) scripts/kernel-test.sh riscv64 buddy-slab 4 info
 

@@ -1,10 +1,12 @@
-//! Compile-time knobs, read from `configs/default.toml` (or the file named by
-//! the `BUDDY_SLAB_CONFIG` environment variable) by `axconfig_macros`.
+//! The compile-time knobs of this build: `configs/default.toml` (or the file
+//! named by `BUDDY_SLAB_CONFIG`), overridden by the platform's defaults under
+//! `configs/platforms/` and by the kernel's axconfig tables `[buddy-slab]` and
+//! `[buddy-slab-<table>]` (see build.rs), read by `axconfig_macros`.
 #![deny(unsafe_code)]
 #![allow(missing_docs, clippy::unreadable_literal)]
 
 axconfig_macros::include_configs!(
-    path_env = "BUDDY_SLAB_CONFIG",
+    path_env = "BUDDY_SLAB_KNOBS",
     fallback = "configs/default.toml"
 );
 
@@ -24,4 +26,5 @@ const _: () = {
     assert!(cpu::IDLE_BUDGET_FRACTION >= 1);
     assert!(cpu::DECAY_CALLS >= 1 && cpu::DECAY_CALLS <= u32::MAX as usize);
     assert!(cpu::HOST_MAX_CPUS >= 1);
+    assert!(arceos::BOOT_MAPPED_BYTES.is_power_of_two());
 };

@@ -23,7 +23,7 @@ mod buddy {
     #[path = "page_meta.rs"]
     pub(crate) mod page_meta;
 }
-mod config;
+pub mod config;
 #[cfg(not(loom))]
 mod cpu;
 #[cfg(loom)]

@@ -2,7 +2,8 @@
 //! test twice, with configs/default.toml (48 classes) and with
 //! BUDDY_SLAB_CONFIG=configs/seed-classes.toml and
 //! BSA_EXPECT_CLASSES=9, and each build must see its own file (its size
-//! classes and its slab waste fraction).
+//! classes and its slab waste fraction); a third build adds a kernel
+//! axconfig with tables of knobs (`kernel_config_tables_override_the_knobs`).
 
 use buddy_slab_allocator::SlabAllocator;
 use core::alloc::Layout;
@@ -28,8 +29,9 @@ fn size_classes_come_from_the_selected_file() {
 fn slab_sizes_follow_the_selected_waste_fraction() {
     // 64-byte objects: 2 pages (124 objects, 256 B of waste = 1/32) under
     // default.toml's max-waste-fraction 32, 4 pages (252 objects, 1/64)
-    // under seed-classes.toml's 64.
-    let seed_file = option_env!("BSA_EXPECT_CLASSES") == Some("9");
+    // under seed-classes.toml's 64 (which the kernel config sets back to 32).
+    let seed_file = option_env!("BSA_EXPECT_CLASSES") == Some("9")
+        && option_env!("BSA_EXPECT_KERNEL").is_none();
     let table = SlabAllocator::<4096>::default_table();
     let class = table
         .class_for(Layout::from_size_align(64, 8).unwrap())
@@ -37,4 +39,28 @@ fn slab_sizes_follow_the_selected_waste_fraction() {
     let (order, objects) = if seed_file { (2, 252) } else { (1, 124) };
     assert_eq!(table.slab_order(class), order);
     assert_eq!(table.objects_per_slab(class), objects);
+}
+
+/// Under `BSA_EXPECT_KERNEL`, built with AX_CONFIG_PATH =
+/// tests/config-layers/kernel.axconfig.toml over seed-classes.toml: the
+/// platform's file, the crate file and the kernel's tables each override
+/// their keys, in that order, and every other knob keeps its default.
+#[test]
+fn kernel_config_tables_override_the_knobs() {
+    use buddy_slab_allocator::config;
+    if option_env!("BSA_EXPECT_KERNEL").is_none() {
+        assert_eq!(config::arceos::BOOT_MAPPED_BYTES, 1 << 30);
+        assert_eq!(config::cpu::PAGE_CACHE_HIGH, 64);
+        assert_eq!(config::MAX_SECTIONS, 32);
+        return;
+    }
+    // configs/platforms/x86-pc.toml
+    assert_eq!(config::arceos::BOOT_MAPPED_BYTES, 512 << 30);
+    // The kernel's tables, the last one with an untyped value.
+    assert_eq!(config::MAX_SECTIONS, 16);
+    assert_eq!(config::slab::MAX_WASTE_FRACTION, 32);
+    assert_eq!(config::cpu::PAGE_CACHE_HIGH, 32);
+    // BUDDY_SLAB_CONFIG where the kernel says nothing, defaults elsewhere.
+    assert_eq!(config::slab::SIZE_CLASSES.len(), 9);
+    assert_eq!(config::cpu::PAGE_CACHE_BATCH, 16);
 }

@@ -9,8 +9,8 @@
 //! process.
 
 mod common;
-use buddy_slab_allocator::GlobalAllocator;
-use common::{PAGE, arena, knob};
+use buddy_slab_allocator::{GlobalAllocator, config};
+use common::{PAGE, arena};
 use std::alloc::{GlobalAlloc, Layout, System};
 
 const THREADS: usize = 64;
@@ -105,7 +105,7 @@ fn sixty_four_threads_stay_within_one_and_a_half_times_glibcs_cpu_time() {
         "this heap took {ours:.2} CPU-seconds where glibc took {glibc:.2}"
     );
     assert_eq!(heap.stats().invalid_frees, 0);
-    let shared = knob("host-shared-slots");
+    let shared = config::cpu::HOST_SHARED_SLOTS;
     let first_shared = heap.cpu_slots() - shared;
     let served = (first_shared..heap.cpu_slots())
         .filter(|&id| heap.cpu_stats(id).unwrap().slab.slabs > 0)

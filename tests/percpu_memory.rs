@@ -5,21 +5,21 @@
 //! which grow while the CPU cycles pages and decay when it stops.
 
 mod common;
-use buddy_slab_allocator::{GlobalAllocator, Platform, SlabAllocator};
-use common::{PAGE, SwitchCpus, arena, knob, on_cpu};
+use buddy_slab_allocator::{GlobalAllocator, Platform, SlabAllocator, config};
+use common::{PAGE, SwitchCpus, arena, on_cpu};
 use core::alloc::Layout;
 use core::ptr::NonNull;
 
 /// The page cache's base mark (blocks per order) under `heap`'s budget:
 /// half the budget over the cached orders, within `1..=page-cache-high`.
 fn base_mark<P: Platform>(heap: &GlobalAllocator<PAGE, P>) -> usize {
-    let per_mark = (1 << knob("page-cache-orders")) - 1;
-    (heap.idle_budget_bytes() / PAGE / 2 / per_mark).clamp(1, knob("page-cache-high"))
+    let per_mark = (1 << config::cpu::PAGE_CACHE_ORDERS) - 1;
+    (heap.idle_budget_bytes() / PAGE / 2 / per_mark).clamp(1, config::cpu::PAGE_CACHE_HIGH)
 }
 
 /// Bytes of empty slabs a CPU may keep: the budget less the base marks.
 fn slab_spare<P: Platform>(heap: &GlobalAllocator<PAGE, P>) -> usize {
-    let per_mark = (1 << knob("page-cache-orders")) - 1;
+    let per_mark = (1 << config::cpu::PAGE_CACHE_ORDERS) - 1;
     heap.idle_budget_bytes() - base_mark(heap) * per_mark * PAGE
 }
 
@@ -57,10 +57,10 @@ fn per_cpu_state_and_cache_bounds() {
     let budget = heap.idle_budget_bytes();
     assert_eq!(
         budget,
-        knob("idle-budget").min(heap.managed_bytes() / knob("idle-budget-fraction"))
+        config::cpu::IDLE_BUDGET.min(heap.managed_bytes() / config::cpu::IDLE_BUDGET_FRACTION)
     );
     // Page cache: per order, free many blocks and watch the cache's peak.
-    let (orders, high) = (knob("page-cache-orders"), base_mark(&*heap));
+    let (orders, high) = (config::cpu::PAGE_CACHE_ORDERS, base_mark(&*heap));
     let mut page_cache_max = 0;
     for order in 0..8 {
         let pages = 1 << order;
@@ -137,7 +137,7 @@ fn per_cpu_state_and_cache_bounds() {
 /// `1/page-cache-fraction` of managed memory; a drain resets the mark.
 #[test]
 fn page_cache_grows_within_its_budget_and_a_drain_resets_it() {
-    let fraction = knob("page-cache-fraction");
+    let fraction = config::cpu::PAGE_CACHE_FRACTION;
     let mut heap = Box::new(GlobalAllocator::<PAGE>::new());
     // SAFETY: leaked arena; boxed allocator.
     unsafe { heap.init(arena(64 << 20, PAGE, 0)).unwrap() };
@@ -155,7 +155,7 @@ fn page_cache_grows_within_its_budget_and_a_drain_resets_it() {
     // (A refill may bring a few blocks beyond the cycle.)
     let last = *held.last().unwrap();
     assert!(
-        (live..live + knob("page-cache-batch")).contains(&last),
+        (live..live + config::cpu::PAGE_CACHE_BATCH).contains(&last),
         "grown to hold the cycle: {held:?}"
     );
     assert!(held.windows(2).all(|w| w[0] <= w[1]), "{held:?}");
@@ -219,7 +219,7 @@ fn cached_pages_on<P: Platform>(heap: &GlobalAllocator<PAGE, P>, cpu: usize) -> 
 /// first one's share at its next refill.
 #[test]
 fn the_growth_budget_is_shared_by_the_cpus_whose_caches_grow() {
-    let fraction = knob("page-cache-fraction");
+    let fraction = config::cpu::PAGE_CACHE_FRACTION;
     let heap = Box::new(GlobalAllocator::<PAGE, SwitchCpus>::new());
     // SAFETY: leaked arena; boxed allocator.
     unsafe { heap.init(arena(64 << 20, PAGE, 0)).unwrap() };

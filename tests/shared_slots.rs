@@ -5,8 +5,8 @@
 //! a call on a shared slot may not take a second shared slot's lock.
 
 mod common;
-use buddy_slab_allocator::GlobalAllocator;
-use common::{PAGE, arena, knob};
+use buddy_slab_allocator::{GlobalAllocator, config};
+use common::{PAGE, arena};
 use core::alloc::Layout;
 use core::ptr::NonNull;
 use std::sync::{Arc, Barrier};
@@ -18,7 +18,7 @@ fn frees_queued_on_an_unused_shared_slot_come_back_when_memory_runs_short() {
     unsafe { heap.init(arena(16 << 20, PAGE, 0)).unwrap() };
     let l = Layout::from_size_align(512, 8).unwrap();
     // Holders take every CPU slot and keep it until the end.
-    let cpus = knob("host-max-cpus");
+    let cpus = config::cpu::HOST_MAX_CPUS;
     let (taken, done) = (
         Arc::new(Barrier::new(cpus + 1)),
         Arc::new(Barrier::new(cpus + 1)),

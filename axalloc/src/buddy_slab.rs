@@ -78,17 +78,18 @@ pub struct Backend {
     grown: AtomicBool,
 }
 
-/// The boot page tables of riscv64-qemu-virt and aarch64-qemu-virt map only
-/// the gigabyte of RAM that holds the kernel (x86-pc maps 512 GiB) until
-/// axmm builds the full linear map, and axruntime hands the heap over before
-/// that. The buddy prefers high memory, so with more than about 1 GiB of RAM
+/// RAM the boot page tables map (the knob `arceos.boot-mapped-bytes`: 1 GiB
+/// by default, as riscv64-qemu-virt and aarch64-qemu-virt map until axmm
+/// builds the full linear map; 512 GiB for x86-pc from
+/// configs/platforms/x86-pc.toml). axruntime hands the heap over before
+/// axmm runs, and the buddy prefers high memory, so with more RAM than that
 /// it handed out pages that were not mapped yet and the kernel faulted in
 /// axmm's first page-table write. The first region is therefore cut at its
-/// first gigabyte boundary (the linear-map offsets are gigabyte aligned, so
-/// a virtual boundary is a physical one); the rest is added the first time
-/// the heap runs out, long after paging is up (axmm needs 2 MiB of page
-/// tables per GiB of RAM: 128 MiB for 64 GiB).
-const BOOT_MAPPED_BYTES: usize = 1 << 30;
+/// first boundary of this size (the linear-map offsets are aligned to it,
+/// so a virtual boundary is a physical one); the rest is added the first
+/// time the heap runs out, long after paging is up (axmm needs 2 MiB of
+/// page tables per GiB of RAM: 128 MiB for 64 GiB).
+const BOOT_MAPPED_BYTES: usize = buddy_slab_allocator::config::arceos::BOOT_MAPPED_BYTES;
 
 /// A first part smaller than this is not worth the wait: no cut.
 const MIN_FIRST_PART_BYTES: usize = 64 << 20;

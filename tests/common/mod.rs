@@ -136,28 +136,3 @@ pub struct Sent(pub NonNull<u8>);
 // SAFETY: the pointer is only an allocation being handed over; the
 // receiving thread becomes its only user.
 unsafe impl Send for Sent {}
-
-/// A knob from the configuration file the crate was built with.
-pub fn knob(key: &str) -> usize {
-    let path = option_env!("BUDDY_SLAB_CONFIG")
-        .map(String::from)
-        .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/configs/default.toml").into());
-    let text = std::fs::read_to_string(&path).unwrap();
-    let line = text
-        .lines()
-        .find(|l| l.trim_start().starts_with(&format!("{key} =")))
-        .unwrap_or_else(|| panic!("{key} not in {path}"));
-    let value = line
-        .split('=')
-        .nth(1)
-        .unwrap()
-        .split('#')
-        .next()
-        .unwrap()
-        .trim();
-    let value = value.replace('_', "");
-    match value.strip_prefix("0x") {
-        Some(hex) => usize::from_str_radix(hex, 16).unwrap(),
-        None => value.parse().unwrap(),
-    }
-}
