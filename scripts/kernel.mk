@@ -95,8 +95,12 @@ kernel-run:
 
 run: kernel-run
 
+# In `make test`: this heap on every arch; the stock TLSF heap, the control,
+# on riscv64 only (kernel-apps-full runs it everywhere), for CI time.
+KERNEL_CONTROL_ARCHS ?= riscv64
 kernel-apps: kernel-harness-test
-	@$(KERNEL_APPS) --skip FEATURES=sched-rr
+	@scripts/kernel-apps.sh --arch "$(KERNEL_TEST_ARCHS)" --alloc buddy-slab --skip FEATURES=sched-rr
+	@scripts/kernel-apps.sh --arch "$(KERNEL_CONTROL_ARCHS)" --alloc tlsf --skip FEATURES=sched-rr
 	@scripts/kernel-apps.sh --arch "$(KERNEL_PREEMPT_ARCHS)" --alloc buddy-slab --only FEATURES=sched-rr
 
 kernel-apps-full:
