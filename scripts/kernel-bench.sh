@@ -115,7 +115,7 @@ describe() {
 }
 qemu_version=$("$qemu_bin/qemu-system-$ARCH" --version | head -1 | sed 's/^QEMU emulator version //')
 commit=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)
-dirty=$(git -C "$repo" status --porcelain -- src axalloc tests/kernel/src 2>/dev/null | head -1)
+dirty=$(git -C "$repo" status --porcelain -- src axalloc tests/kernel/src tests/kernel-common 2>/dev/null | head -1)
 set -- $ALLOCS
 table=$(
   echo "| workload | CPUs | $1 ns/pair (min–max) | ${2:-} ns/pair (min–max) | ratio $1 / ${2:-} |"

@@ -118,7 +118,7 @@ describe() {
 }
 qemu_version=$("$qemu_bin/qemu-system-$ARCH" --version | head -1 | sed 's/^QEMU emulator version //')
 commit=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)
-dirty=$(git -C "$repo" status --porcelain -- src ax-alloc tests/kernel-tgoskits/src 2>/dev/null | head -1)
+dirty=$(git -C "$repo" status --porcelain -- src ax-alloc tests/kernel-tgoskits/src tests/kernel-common 2>/dev/null | head -1)
 read -r -a heaps <<<"$ALLOCS"
 first=${heaps[0]}
 table=$(
