@@ -99,8 +99,7 @@ if (($# == 0)); then
         --target riscv64gc-unknown-none-elf -- -D warnings
     for set in tlsf buddy-slab buddy-slab,tracking tlsf,tracking; do
         echo "== ax-alloc [$set]: no_std check, warnings denied (riscv64gc-unknown-none-elf)"
-        # -A deprecated: the core's fetch_update, which this nightly renames.
-        RUSTFLAGS="-D warnings -A deprecated" cargo "+$nightly" check -q -p ax-alloc \
+        RUSTFLAGS="-D warnings" cargo "+$nightly" check -q -p ax-alloc \
             --target riscv64gc-unknown-none-elf --features "$set"
     done
 fi

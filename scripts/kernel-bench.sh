@@ -47,6 +47,8 @@ fi
 KERNEL_TAG=kernel-bench
 # shellcheck source=scripts/kernel-lib.sh
 source "$(dirname "$0")/kernel-lib.sh"
+# shellcheck source=scripts/kernel-bench-lib.sh
+source "$(dirname "$0")/kernel-bench-lib.sh"
 OUT=${OUT:-$(cd "$(dirname "$0")/.." && pwd)/tests/kernel/results/bench-$ARCH.md}
 [[ $SMOKE == 1 ]] && OUT=-
 
@@ -77,13 +79,7 @@ for ((run = 1; run <= RUNS; run++)); do
     kernel_boot "$log" "$TIMEOUT"
     boot_s[$alloc]=$((${boot_s[$alloc]:-0} + $(date +%s) - t0))
     fail() { echo "kernel-bench: $name run $run FAILED: $*" >&2; echo "kernel-bench: full output in $log" >&2; exit 1; }
-    grep -a '^bench' "$log" >&2 || true
-    [[ $status != 124 ]] || fail "timed out after ${TIMEOUT}s"
-    [[ $status == 0 ]] || fail "QEMU exited with status $status"
-    ! grep -q -a '^bench FAILED' "$log" || fail "$(grep -a '^bench FAILED' "$log")"
-    grep -q -a -x 'bench done' "$log" || fail "no 'bench done' line"
-    # alloc workload cpus ns_per_pair
-    sed -n -E "s/^bench ([a-e]) cpus=([0-9]+) ns_per_pair=([0-9.]+).*/$alloc \1 \2 \3/p" "$log" >>"$data"
+    bench_collect "$log" "$status" "$alloc" "$data"
   done
 done
 
@@ -96,39 +92,22 @@ if [[ $SMOKE == 1 ]]; then
 fi
 
 # --- table ----------------------------------------------------------------
-# Median of a list of numbers (mean of the middle two for an even count),
-# with the smallest and largest: "median min max".
-stats() {
-  sort -g | awk '{ v[NR] = $1 } END {
-    if (NR == 0) { print "- - -"; exit }
-    m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-    printf "%.1f %.1f %.1f\n", m, v[1], v[NR] }'
-}
-describe() {
-  case $1 in
-    a) echo "a: 64 B alloc then free" ;;
-    b) echo "b: random 8..2048 B, 10k live, random replacement" ;;
-    c) echo "c: 4 KiB pages (page API), 2048 live, shuffled free" ;;
-    d) echo "d: 64 B, batches handed CPU 0 → CPU 1, every free remote" ;;
-    e) echo "e: as d, random 8..2048 B" ;;
-  esac
-}
 qemu_version=$("$qemu_bin/qemu-system-$ARCH" --version | head -1 | sed 's/^QEMU emulator version //')
 commit=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)
-dirty=$(git -C "$repo" status --porcelain -- src axalloc tests/kernel/src 2>/dev/null | head -1)
+dirty=$(git -C "$repo" status --porcelain -- src axalloc tests/kernel/src tests/kernel-common 2>/dev/null | head -1)
 set -- $ALLOCS
 table=$(
   echo "| workload | CPUs | $1 ns/pair (min–max) | ${2:-} ns/pair (min–max) | ratio $1 / ${2:-} |"
   echo "|---|---|---|---|---|"
   while read -r wl cpus; do
-    read -r m1 lo1 hi1 < <(awk -v a="$1" -v w="$wl" -v c="$cpus" '$1 == a && $2 == w && $3 == c { print $4 }' "$data" | stats)
+    read -r m1 lo1 hi1 < <(awk -v a="$1" -v w="$wl" -v c="$cpus" '$1 == a && $2 == w && $3 == c { print $4 }' "$data" | bench_stats)
     cell2="" ratio=""
     if [[ -n ${2:-} ]]; then
-      read -r m2 lo2 hi2 < <(awk -v a="$2" -v w="$wl" -v c="$cpus" '$1 == a && $2 == w && $3 == c { print $4 }' "$data" | stats)
+      read -r m2 lo2 hi2 < <(awk -v a="$2" -v w="$wl" -v c="$cpus" '$1 == a && $2 == w && $3 == c { print $4 }' "$data" | bench_stats)
       cell2="$m2 ($lo2–$hi2)"
       ratio=$(awk -v x="$m1" -v y="$m2" 'BEGIN { if (y > 0) printf "%.2f", x / y; else print "-" }')
     fi
-    echo "| $(describe "$wl") | $cpus | $m1 ($lo1–$hi1) | $cell2 | $ratio |"
+    echo "| $(bench_describe "$wl") | $cpus | $m1 ($lo1–$hi1) | $cell2 | $ratio |"
   done < <(awk '{ print $2, $3 }' "$data" | sort -u -k1,1 -k2,2n)
 )
 header="ARCH=$ARCH, SMP=$SMP, MEM=$MEM, median of $RUNS boots per backend (min–max in brackets), \

@@ -51,6 +51,8 @@ fi
 KERNEL_TAG=kernel-tgoskits-bench
 # shellcheck source=scripts/kernel-tgoskits-lib.sh
 source "$(dirname "$0")/kernel-tgoskits-lib.sh"
+# shellcheck source=scripts/kernel-bench-lib.sh
+source "$(dirname "$0")/kernel-bench-lib.sh"
 OUT=${OUT:-$repo/tests/kernel-tgoskits/results/bench-$ARCH.md}
 [[ $SMOKE == 1 ]] && OUT=-
 
@@ -79,14 +81,8 @@ for ((run = 1; run <= RUNS; run++)); do
     tgo_boot "$log" "$TIMEOUT"
     boot_s[$alloc]=$((${boot_s[$alloc]:-0} + $(date +%s) - t0))
     fail() { echo "$KERNEL_TAG: $name run $run FAILED: $*" >&2; echo "$KERNEL_TAG: full output in $log" >&2; exit 1; }
-    grep -a '^bench' "$log" >&2 || true
-    [[ $status != 124 ]] || fail "timed out after ${TIMEOUT}s"
-    [[ $status == 0 ]] || fail "QEMU exited with status $status"
-    ! grep -q -a '^bench FAILED' "$log" || fail "$(grep -a '^bench FAILED' "$log")"
-    grep -q -a -x 'bench done' "$log" || fail "no 'bench done' line"
+    bench_collect "$log" "$status" "$alloc" "$data"
     name_of[$alloc]=$(sed -n -E 's/^bench: [0-9]+ CPUs, (.*) allocator, scale.*/\1/p' "$log" | head -1)
-    # alloc workload cpus ns_per_pair
-    sed -n -E "s/^bench ([a-e]) cpus=([0-9]+) ns_per_pair=([0-9.]+).*/$alloc \1 \2 \3/p" "$log" >>"$data"
   done
 done
 
@@ -99,26 +95,9 @@ if [[ $SMOKE == 1 ]]; then
 fi
 
 # --- table ----------------------------------------------------------------
-# Median of a list of numbers (mean of the middle two for an even count),
-# with the smallest and largest: "median min max".
-stats() {
-  sort -g | awk '{ v[NR] = $1 } END {
-    if (NR == 0) { print "- - -"; exit }
-    m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-    printf "%.1f %.1f %.1f\n", m, v[1], v[NR] }'
-}
-describe() {
-  case $1 in
-    a) echo "a: 64 B alloc then free" ;;
-    b) echo "b: random 8..2048 B, 10k live, random replacement" ;;
-    c) echo "c: 4 KiB pages (page API), 2048 live, shuffled free" ;;
-    d) echo "d: 64 B, batches handed CPU 0 → CPU 1, every free remote" ;;
-    e) echo "e: as d, random 8..2048 B" ;;
-  esac
-}
 qemu_version=$("$qemu_bin/qemu-system-$ARCH" --version | head -1 | sed 's/^QEMU emulator version //')
 commit=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)
-dirty=$(git -C "$repo" status --porcelain -- src ax-alloc tests/kernel-tgoskits/src 2>/dev/null | head -1)
+dirty=$(git -C "$repo" status --porcelain -- src ax-alloc tests/kernel-tgoskits/src tests/kernel-common 2>/dev/null | head -1)
 read -r -a heaps <<<"$ALLOCS"
 first=${heaps[0]}
 table=$(
@@ -129,10 +108,10 @@ table=$(
   echo "$head"
   echo "$rule"
   while read -r wl cpus; do
-    row="| $(describe "$wl") | $cpus |"
+    row="| $(bench_describe "$wl") | $cpus |"
     declare -A med=()
     for alloc in "${heaps[@]}"; do
-      read -r m lo hi < <(awk -v a="$alloc" -v w="$wl" -v c="$cpus" '$1 == a && $2 == w && $3 == c { print $4 }' "$data" | stats)
+      read -r m lo hi < <(awk -v a="$alloc" -v w="$wl" -v c="$cpus" '$1 == a && $2 == w && $3 == c { print $4 }' "$data" | bench_stats)
       med[$alloc]=$m
       row+=" $m ($lo–$hi) |"
     done

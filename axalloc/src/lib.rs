@@ -160,7 +160,7 @@ impl UsageCounters {
     fn sub(&self, kind: UsageKind, bytes: usize) {
         let counter = &self.0[kind as usize];
         if counter
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
+            .try_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
                 old.checked_sub(bytes)
             })
             .is_err()

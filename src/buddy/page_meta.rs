@@ -289,10 +289,9 @@ impl PageMeta {
     #[inline]
     pub(super) fn set_run_pages(&self, pages: u32) {
         debug_assert!(pages as usize <= MAX_RUN_PAGES);
-        let _ = self
-            .state
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |s| {
-                Some(s & KIND_ORDER_MASK | pages << HIGH_SHIFT)
+        self.state
+            .update(Ordering::Relaxed, Ordering::Relaxed, |s| {
+                s & KIND_ORDER_MASK | pages << HIGH_SHIFT
             });
     }
 

@@ -1,51 +1,17 @@
-//! The page tests of the suite: the page API, usage figures, pages on
-//! every CPU, `alloc_pages_at`, DMA32 pages, `GlobalPage`, all memory as
-//! 2 MiB runs, and the page reclaim callback.
+//! The page tests only this line runs: usage figures, `alloc_pages_at`
+//! with the backend's refusals, DMA32 pages, all memory as 2 MiB runs, and
+//! the page reclaim callback. The shared ones are in
+//! ../../kernel-common/page_tests.rs.
 
-use super::*;
+use alloc::format;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicUsize, Ordering};
 
-pub(super) fn page_alloc() -> TestResult {
-    let ga = global_allocator();
-    let before = ga.usages().get(UsageKind::Global);
-    let requests = [(1, PAGE), (2, PAGE), (3, PAGE), (4, 4 * PAGE), (8, 8 * PAGE), (16, 16 * PAGE), (64, PAGE), (5, 0x10_0000)];
-    let mut got: Vec<(usize, usize)> = Vec::new();
-    let mut total = 0;
-    for (i, &(n, align)) in requests.iter().enumerate() {
-        let addr = ga.alloc_pages(n, align, UsageKind::Global).map_err(|e| format!("alloc_pages({n}, {align:#x}): {e:?}"))?;
-        ensure!(addr % align == 0, "alloc_pages({n}, {align:#x}) = {addr:#x} is misaligned");
-        // SAFETY: the n pages at addr were just allocated for this test.
-        unsafe { fill_pages(addr, n, i as u64) };
-        got.push((addr, n));
-        total += n * PAGE;
-    }
-    for (i, &(a, n)) in got.iter().enumerate() {
-        for &(b, m) in &got[i + 1..] {
-            ensure!(a + n * PAGE <= b || b + m * PAGE <= a, "page ranges {a:#x}+{n} and {b:#x}+{m} overlap");
-        }
-    }
-    let during = ga.usages().get(UsageKind::Global);
-    ensure!(during == before + total, "Global usage {during:#x}, expected {:#x}", before + total);
-    for (i, &(addr, n)) in got.iter().enumerate() {
-        // SAFETY: still owned by this test.
-        unsafe { check_pages(addr, n, i as u64)? };
-        ga.dealloc_pages(addr, n, UsageKind::Global);
-    }
-    let after = ga.usages().get(UsageKind::Global);
-    ensure!(after == before, "Global usage {after:#x} after freeing, was {before:#x}");
-    Ok(())
-}
+use ax_alloc::{AllocError, UsageKind, global_allocator, register_page_reclaim_fn};
 
-pub(super) fn page_alloc_bad_params() -> TestResult {
-    let ga = global_allocator();
-    let before = ga.usages();
-    let zero = ga.alloc_pages(0, PAGE, UsageKind::Global);
-    ensure!(zero.is_err(), "alloc_pages(0 pages) = {zero:?}");
-    let odd = ga.alloc_pages(1, 3 * PAGE, UsageKind::Global);
-    ensure!(odd.is_err(), "alloc_pages(align 3 pages) = {odd:?}");
-    let after = ga.usages().get(UsageKind::Global);
-    ensure!(after == before.get(UsageKind::Global), "failed calls changed Global usage");
-    Ok(())
-}
+use crate::common::page_tests::{all_memory_as_runs, check_pages, fill_pages, guest_mem};
+use crate::common::util::{PAGE, TestResult};
+use crate::{Backend, backend};
 
 /// `used_bytes`/`available_bytes` and the page figures are real: a 1 MiB
 /// run moves each by its size, pages are bytes / 4096, and used plus
@@ -70,55 +36,6 @@ pub(super) fn usage_figures() -> TestResult {
     ensure!(near(a1 + run, a0), "available {a0:#x} -> {a1:#x} for a {run:#x}-byte run");
     ensure!(near(u2, u0) && near(a2, a0), "after the free: used {u2:#x} (was {u0:#x}), available {a2:#x} (was {a0:#x})");
     ensure!(near(u1 + a1, u0 + a0), "used + available moved: {:#x} -> {:#x}", u0 + a0, u1 + a1);
-    Ok(())
-}
-
-/// Every CPU allocates pages; half are freed locally, half on the next CPU.
-pub(super) fn page_alloc_every_cpu() -> TestResult {
-    let ncpu = cpu_count();
-    let before = global_allocator().usages().get(UsageKind::Global);
-    let produced = join_all(
-        (0..ncpu)
-            .map(|cpu| {
-                spawn_on(cpu, move || {
-                    let ga = global_allocator();
-                    let mut keep = Vec::new();
-                    for i in 0..96 {
-                        let n = 1 + i % 4;
-                        let addr = ga.alloc_pages(n, PAGE, UsageKind::Global).map_err(|e| format!("CPU {cpu}: {e:?}"))?;
-                        let seed = (cpu * 1000 + i) as u64;
-                        // SAFETY: freshly allocated pages.
-                        unsafe { fill_pages(addr, n, seed) };
-                        keep.push((addr, n, seed));
-                    }
-                    let theirs = keep.split_off(keep.len() / 2);
-                    for (addr, n, seed) in keep {
-                        // SAFETY: owned by this thread.
-                        unsafe { check_pages(addr, n, seed)? };
-                        ga.dealloc_pages(addr, n, UsageKind::Global);
-                    }
-                    Ok(theirs)
-                })
-            })
-            .collect(),
-    )?;
-    let handles: Vec<_> = produced
-        .into_iter()
-        .enumerate()
-        .map(|(cpu, pages)| {
-            spawn_on((cpu + 1) % ncpu, move || {
-                for (addr, n, seed) in pages {
-                    // SAFETY: ownership moved here with the list.
-                    unsafe { check_pages(addr, n, seed)? };
-                    global_allocator().dealloc_pages(addr, n, UsageKind::Global);
-                }
-                Ok(())
-            })
-        })
-        .collect();
-    join_all(handles)?;
-    let after = global_allocator().usages().get(UsageKind::Global);
-    ensure!(after == before, "Global usage {after:#x}, was {before:#x}");
     Ok(())
 }
 
@@ -194,77 +111,9 @@ pub(super) fn dma32_pages() -> TestResult {
     Ok(())
 }
 
-pub(super) fn global_page_raii() -> TestResult {
-    let ga = global_allocator();
-    let before = ga.usages().get(UsageKind::Global);
-    {
-        let zero = GlobalPage::alloc_zero().map_err(|e| format!("alloc_zero: {e:?}"))?;
-        ensure!(zero.as_slice().iter().all(|&b| b == 0), "alloc_zero page not zero");
-        let mut four = GlobalPage::alloc_contiguous(4, 4 * PAGE).map_err(|e| format!("alloc_contiguous: {e:?}"))?;
-        ensure!(four.start_vaddr().as_usize() % (4 * PAGE) == 0, "misaligned {:?}", four.start_vaddr());
-        ensure!(four.size() == 4 * PAGE, "size {}", four.size());
-        four.fill(0xa5);
-        ensure!(four.as_slice().iter().all(|&b| b == 0xa5), "fill lost");
-        let during = ga.usages().get(UsageKind::Global);
-        ensure!(during == before + 5 * PAGE, "Global usage {during:#x}, expected {:#x}", before + 5 * PAGE);
-    }
-    let after = ga.usages().get(UsageKind::Global);
-    ensure!(after == before, "Global usage {after:#x} after drop, was {before:#x}");
-    Ok(())
-}
-
-/// Guest RAM in bytes, from scripts/kernel-test.sh (QEMU's `-m`).
-pub(super) const MEM_BYTES: Option<&str> = option_env!("KERNEL_TEST_MEM_BYTES");
-
-/// Nearly all of the guest's RAM can be had as page runs: 2 MiB runs are
-/// taken until none is left, the first and last word of each written and
-/// checked, then all freed.
+/// All memory as 2 MiB runs, within the shared bounds.
 pub(super) fn all_memory_usable() -> TestResult {
-    const CHUNK_PAGES: usize = 512;
-    const CHUNK: usize = CHUNK_PAGES * PAGE;
-    let mem: usize = MEM_BYTES.and_then(|m| m.parse().ok()).unwrap_or(128 << 20);
-    let ga = global_allocator();
-    let before = ga.usages().get(UsageKind::Global);
-    // Reserved up front: no heap growth while pages are exhausted.
-    let mut chunks: Vec<usize> = Vec::with_capacity(mem / CHUNK + 16);
-    while chunks.len() < chunks.capacity() {
-        let Ok(addr) = ga.alloc_pages(CHUNK_PAGES, CHUNK, UsageKind::Global) else {
-            break;
-        };
-        ensure!(addr % CHUNK == 0, "2 MiB run at {addr:#x} is misaligned");
-        let (first, last) = (addr as *mut u64, (addr + CHUNK - 8) as *mut u64);
-        // SAFETY: the run was just allocated for this test and is mapped.
-        unsafe {
-            first.write_volatile(util::pattern(addr as u64, 0));
-            last.write_volatile(util::pattern(addr as u64, 1));
-        }
-        chunks.push(addr);
-    }
-    let total = chunks.len() * CHUNK;
-    // Give some back at once: the rest of the kernel may allocate meanwhile.
-    for addr in chunks.drain(chunks.len().saturating_sub(4)..) {
-        ga.dealloc_pages(addr, CHUNK_PAGES, UsageKind::Global);
-    }
-    let (lo, hi) = (chunks.iter().min().copied().unwrap_or(0), chunks.iter().max().copied().unwrap_or(0));
-    for &addr in &chunks {
-        // SAFETY: still owned by this test.
-        let (a, b) = unsafe { ((addr as *const u64).read_volatile(), ((addr + CHUNK - 8) as *const u64).read_volatile()) };
-        ensure!(a == util::pattern(addr as u64, 0) && b == util::pattern(addr as u64, 1), "run {addr:#x} corrupted");
-    }
-    for addr in chunks {
-        ga.dealloc_pages(addr, CHUNK_PAGES, UsageKind::Global);
-    }
-    println!("    {} MiB of {} MiB RAM as 2 MiB runs, lowest {lo:#x}, highest {hi:#x}", total >> 20, mem >> 20);
-    // Metadata (1/256), page tables of the linear map (1/512), the kernel
-    // image and 2 MiB alignment losses stay below mem/16 + 64 MiB. The
-    // other CPUs' caches are not reclaimed while those CPUs idle (the
-    // tgoskits binding has no `with_idle_cpu`): up to 6 MiB each with the
-    // default knobs (5 928 KiB, tests/percpu_memory.rs).
-    let cached = (cpu_count() - 1) * (6 << 20);
-    ensure!(total + mem / 16 + (64 << 20) + cached >= mem, "only {} MiB of {} MiB usable", total >> 20, mem >> 20);
-    let after = ga.usages().get(UsageKind::Global);
-    ensure!(after == before, "Global usage {after:#x} after freeing, was {before:#x}");
-    Ok(())
+    all_memory_as_runs().map(drop)
 }
 
 /// Pages the reclaim callback of `page_reclaim` may free (0: none), as a
@@ -302,7 +151,7 @@ pub(super) fn reclaim_nothing(_n: usize) -> usize {
 /// nothing ends the retries), and what it frees serves the allocation.
 pub(super) fn page_reclaim() -> TestResult {
     const CHUNK_PAGES: usize = 512;
-    let mem: usize = MEM_BYTES.and_then(|m| m.parse().ok()).unwrap_or(128 << 20);
+    let mem: usize = guest_mem();
     let ga = global_allocator();
     let before = ga.usages();
     register_page_reclaim_fn(reclaim_nothing);

@@ -1,4 +1,5 @@
-//! Helpers of the test suite: pinned threads, patterned blocks, a small RNG.
+//! Helpers of the test suite, shared by both ArceOS lines: pinned threads,
+//! patterned blocks, a small RNG.
 
 use alloc::alloc::{alloc as raw_alloc, dealloc as raw_dealloc};
 use alloc::format;
@@ -7,10 +8,21 @@ use alloc::vec::Vec;
 use core::alloc::Layout;
 use core::time::Duration;
 
-use ax_alloc::{UsageKind, global_allocator};
 use std::os::arceos::api::task::{AxCpuMask, ax_set_current_affinity};
-use std::os::arceos::modules::ax_hal::percpu::this_cpu_id;
 use std::thread::{self, JoinHandle};
+
+use crate::line::{global_allocator, heap_bytes, this_cpu_id};
+
+/// Returns `Err(format!(...))` from the test unless `cond` holds.
+macro_rules! ensure {
+    ($cond:expr, $($fmt:tt)+) => {
+        if !$cond {
+            return Err(alloc::format!($($fmt)+));
+        }
+    };
+}
+
+pub const PAGE: usize = 4096;
 
 /// What a test (or a test thread) returns: `Err` carries the reason.
 pub type TestResult<T = ()> = Result<T, String>;
@@ -64,21 +76,18 @@ pub fn join_all<T>(handles: Vec<JoinHandle<TestResult<T>>>) -> TestResult<Vec<T>
     }
 }
 
-/// Waits until exited tasks have been reclaimed, and returns the usage of
-/// the Rust heap plus task stacks then.
+/// Waits until exited tasks have been reclaimed, and returns the heap usage
+/// then (`line::heap_bytes`: where task stacks are counted differs by line).
 ///
-/// ArceOS reaps an exited task (and frees its stack: heap memory, or
-/// `TaskStack` pages when it has guard pages) lazily, so the last joined
-/// thread of each CPU may linger. Short detached threads, spread over the
-/// CPUs by the scheduler, give every CPU's reaper work; being detached,
-/// they are reclaimed by the same pass. Returns once usage is at most
-/// `target`, or (for `target == usize::MAX`) once it stopped changing;
-/// gives up after about three seconds and returns the last value.
+/// ArceOS frees an exited task (and its stack) lazily, from a per-CPU GC or
+/// reaper task that only wakes when a task exits on that CPU, so the last
+/// joined thread of each CPU lingers. Short detached threads, spread over
+/// the CPUs by the scheduler, wake every CPU's reaper; being detached, they
+/// are reclaimed by the same pass. Returns once usage is at most `target`,
+/// or (for `target == usize::MAX`) once it stopped changing; gives up after
+/// about three seconds and returns the last value.
 pub fn settle_heap(target: usize) -> usize {
-    let usage = || {
-        let u = global_allocator().usages();
-        u.get(UsageKind::RustHeap) + u.get(UsageKind::TaskStack)
-    };
+    let usage = || heap_bytes(&global_allocator().usages());
     let mut last = usage();
     let mut stable = 0;
     for round in 0..300 {

@@ -1,9 +1,10 @@
-//! In-kernel allocator benchmark (cargo feature `bench`).
+//! In-kernel allocator benchmark (cargo feature `bench`), shared by both
+//! ArceOS lines' suites (tests/kernel, tests/kernel-tgoskits).
 //!
 //! The workloads of the host anchors (a–e), run inside the kernel through
-//! the Rust global allocator (`alloc::alloc::alloc`/`dealloc`, i.e. axalloc's
-//! `GlobalAlloc`) and the page API (`axalloc::global_allocator()
-//! .alloc_pages`/`dealloc_pages`):
+//! the Rust global allocator (`alloc::alloc::alloc`/`dealloc`, i.e. the
+//! `GlobalAlloc` of the line's allocator crate, axalloc or ax-alloc) and the
+//! page API (`global_allocator().alloc_pages`/`dealloc_pages`):
 //!
 //! - a: 64 B alloc then free;
 //! - b: random 8..=2048 B, 10k live, random replacement;
@@ -30,7 +31,7 @@
 //! ```
 //!
 //! Time comes from the platform's monotonic clock
-//! (`axhal::time::monotonic_time_nanos`). The tagging (two stores, two
+//! (the hal's `time::monotonic_time_nanos`). The tagging (two stores, two
 //! loads per block) is inside the timed loops, the same for every backend.
 //! The feature `bench-smoke` divides every iteration count by 100 (a quick
 //! check that the bench runs, not a measurement).
@@ -45,11 +46,10 @@ use core::cell::UnsafeCell;
 use core::ptr::{read_volatile, write_volatile};
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use axalloc::{UsageKind, global_allocator};
-use std::os::arceos::modules::axhal::time::monotonic_time_nanos;
 use std::thread;
 
-use crate::util::{Rng, TestResult, cpu_count, join_all, settle_heap, spawn_on};
+use super::util::{Rng, TestResult, cpu_count, join_all, settle_heap, spawn_on};
+use crate::line::{UsageKind, global_allocator, monotonic_time_nanos};
 
 const PAGE: usize = 4096;
 
