@@ -56,11 +56,14 @@ mod stats;
 pub mod sync;
 
 #[cfg(not(loom))]
-pub use buddy::{BuddyAllocator, ManagedSection};
+pub use buddy::{BuddyAllocator, LOWMEM_LIMIT, ManagedSection};
 pub use error::{AllocError, AllocResult};
+// ArceOS's address types (memory_addr 0.4, the version axhal 0.3 uses), for
+// the typed page API and `Platform::virt_to_phys`.
 pub use fault::{Fault, FaultKind, FaultLog, FreeRejection};
 #[cfg(not(loom))]
 pub use global::{CpuStats, DefaultPlatform, GlobalAllocator, GlobalStats};
+pub use memory_addr::{self, MemoryAddr, PhysAddr, VirtAddr};
 #[cfg(not(loom))]
 pub use platform::Platform;
 #[cfg(not(loom))]

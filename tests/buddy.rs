@@ -2,7 +2,7 @@
 
 mod common;
 use buddy_slab_allocator::buddy::MAX_RUN_PAGES;
-use buddy_slab_allocator::{AllocError, BuddyAllocator};
+use buddy_slab_allocator::{AllocError, BuddyAllocator, LOWMEM_LIMIT, PhysAddr, VirtAddr};
 use common::{PAGE, arena};
 
 type Buddy = BuddyAllocator<PAGE>;
@@ -228,11 +228,19 @@ fn resize_in_place() {
     assert_eq!(b.allocated_bytes(), 0);
 }
 
-fn fake_phys(vaddr: usize) -> usize {
-    // Map the test arena so that its upper half lies above 4 GiB.
-    vaddr
-        .wrapping_sub(unsafe_base())
-        .wrapping_add((1 << 32) - (2 << 20))
+fn fake_phys(vaddr: VirtAddr) -> PhysAddr {
+    // Map the test arena so that its upper half lies above the lowmem limit.
+    PhysAddr::from_usize(
+        vaddr
+            .as_usize()
+            .wrapping_sub(unsafe_base())
+            .wrapping_add(LOWMEM_LIMIT.as_usize() - (2 << 20)),
+    )
+}
+
+/// `fake_phys` of the byte at `addr`.
+fn phys_of(addr: usize) -> PhysAddr {
+    fake_phys(VirtAddr::from_usize(addr))
 }
 
 static BASE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
@@ -245,18 +253,19 @@ fn lowmem_pages_are_below_the_limit() {
     let region = arena(4 << 20, 1 << 21, 0);
     BASE.set(region.as_ptr() as usize).unwrap();
     let mut b = Buddy::with_virt_to_phys(fake_phys);
+    assert_eq!(b.lowmem_limit(), LOWMEM_LIMIT);
     // SAFETY: leaked arena.
     unsafe { b.init(region).unwrap() };
     assert_eq!(b.managed_section_count(), 2, "split at the lowmem limit");
     assert!(b.managed_section(0).unwrap().lowmem && !b.managed_section(1).unwrap().lowmem);
     let mut low = 0;
     while let Ok(a) = b.alloc_pages_lowmem(1, 0) {
-        assert!(fake_phys(a + PAGE - 1) < 1 << 32);
+        assert!(phys_of(a) < LOWMEM_LIMIT && phys_of(a + PAGE - 1) < LOWMEM_LIMIT);
         low += 1;
     }
     assert_eq!(low, b.managed_section(0).unwrap().total_pages);
     // Ordinary allocations still work from high memory.
     let hi = b.alloc_pages(4, 0).unwrap();
-    assert!(fake_phys(hi) >= 1 << 32);
+    assert!(phys_of(hi) >= LOWMEM_LIMIT);
     b.check_invariants();
 }

@@ -14,7 +14,7 @@
 mod common;
 use buddy_slab_allocator::platform::HostPlatform;
 use buddy_slab_allocator::sync::{RawLock, SpinLock};
-use buddy_slab_allocator::{GlobalAllocator, Platform};
+use buddy_slab_allocator::{GlobalAllocator, PhysAddr, Platform, VirtAddr};
 use common::{PAGE, Rng, arena, check, fill};
 use core::alloc::Layout;
 use core::marker::PhantomData;
@@ -72,8 +72,8 @@ unsafe impl Platform for CountingPlatform {
     fn max_cpus() -> usize {
         COUNTING_CPUS
     }
-    fn virt_to_phys(vaddr: usize) -> usize {
-        vaddr
+    fn virt_to_phys(vaddr: VirtAddr) -> PhysAddr {
+        PhysAddr::from_usize(vaddr.as_usize())
     }
 }
 

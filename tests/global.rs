@@ -1,4 +1,5 @@
-//! Global facade: routing, realloc, remote frees, bad input, OOM recovery.
+//! Global facade: routing, realloc, remote frees, bad input, OOM recovery,
+//! the typed (`VirtAddr`/`PhysAddr`) page API.
 
 mod common;
 use buddy_slab_allocator::{AllocError, GlobalAllocator};
@@ -261,4 +262,85 @@ fn remote_double_free_is_detected() {
         h.dealloc(p, layout);
     }
     assert_eq!(h.stats().invalid_frees, 1);
+}
+
+/// The typed page API (issue 14 item 5): `VirtAddr` runs from the facade,
+/// lowmem runs whose `PhysAddr` lies below the typed lowmem limit, a run
+/// taken back at its `VirtAddr`, and misuse answered with the same errors
+/// as the `usize` forms.
+#[test]
+fn typed_page_api_round_trips_and_rejects_misuse() {
+    use buddy_slab_allocator::sync::SpinLock;
+    use buddy_slab_allocator::{LOWMEM_LIMIT, MemoryAddr, PhysAddr, Platform, VirtAddr};
+    use std::sync::OnceLock;
+
+    const ARENA: usize = if cfg!(miri) { 2 << 20 } else { 8 << 20 };
+    static BASE: OnceLock<usize> = OnceLock::new();
+
+    /// One CPU (this test's thread); the arena's first half maps below the
+    /// lowmem limit.
+    struct LowHalf;
+    // SAFETY: only this single-threaded test uses the platform, so CPU 0's
+    // slot has one user.
+    unsafe impl Platform for LowHalf {
+        type Lock = SpinLock;
+        type Pin = ();
+        fn pin() {}
+        fn cpu_id(_: &()) -> Option<usize> {
+            Some(0)
+        }
+        fn max_cpus() -> usize {
+            1
+        }
+        fn virt_to_phys(vaddr: VirtAddr) -> PhysAddr {
+            let offset = vaddr.as_usize() - BASE.get().unwrap();
+            PhysAddr::from_usize(LOWMEM_LIMIT.as_usize() - ARENA / 2 + offset)
+        }
+    }
+
+    let region = arena(ARENA, PAGE, 0);
+    BASE.set(region.as_ptr().addr()).unwrap();
+    let h = Box::new(GlobalAllocator::<PAGE, LowHalf>::new());
+    // SAFETY: leaked arena; the boxed allocator is not moved.
+    unsafe { h.init(region).unwrap() };
+    assert_eq!(h.lowmem_limit(), LOWMEM_LIMIT);
+
+    let run: VirtAddr = h.alloc_pages_vaddr(4, 4 * PAGE).unwrap();
+    assert!(run.is_aligned(4 * PAGE));
+    let low = h.alloc_pages_lowmem_vaddr(2, 0).unwrap();
+    assert!(LowHalf::virt_to_phys(low) < LOWMEM_LIMIT);
+    assert!(LowHalf::virt_to_phys(low + (2 * PAGE - 1)) < LOWMEM_LIMIT);
+
+    // SAFETY: allocated above, not used.
+    unsafe { h.dealloc_pages_vaddr(run, 4).unwrap() };
+    assert_eq!(
+        h.alloc_pages_at_vaddr(run, 4),
+        Ok(run),
+        "taken back exactly"
+    );
+
+    // Misuse: typed errors, nothing changes.
+    assert_eq!(h.alloc_pages_at_vaddr(run, 1), Err(AllocError::NoMemory)); // in use
+    assert_eq!(
+        h.alloc_pages_at_vaddr(run + 1, 1),
+        Err(AllocError::InvalidParam) // not page aligned
+    );
+    assert_eq!(
+        h.alloc_pages_at_vaddr(VirtAddr::from_usize(PAGE), 1),
+        Err(AllocError::NotAllocated) // outside managed memory
+    );
+    assert_eq!(h.alloc_pages_vaddr(0, 0), Err(AllocError::InvalidParam));
+    // SAFETY: not a run (inside one): rejected, nothing changes.
+    let inside = unsafe { h.dealloc_pages_vaddr(run + PAGE, 1) };
+    assert_eq!(inside, Err(AllocError::NotAllocated));
+    // SAFETY: the runs allocated above, each freed once.
+    unsafe {
+        h.dealloc_pages_vaddr(run, 4).unwrap();
+        h.dealloc_pages_vaddr(low, 2).unwrap();
+    }
+    // SAFETY: freed just above: a double free, rejected.
+    let double = unsafe { h.dealloc_pages_vaddr(low, 2) };
+    assert_eq!(double, Err(AllocError::NotAllocated));
+    h.drain();
+    assert_eq!(h.stats().allocated_bytes, 0);
 }

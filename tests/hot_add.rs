@@ -10,7 +10,7 @@
 
 mod common;
 use buddy_slab_allocator::sync::{RawLock, SpinLock};
-use buddy_slab_allocator::{GlobalAllocator, Platform};
+use buddy_slab_allocator::{GlobalAllocator, PhysAddr, Platform, VirtAddr};
 use common::{PAGE, arena};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -49,8 +49,8 @@ unsafe impl Platform for TimedPlatform {
     fn max_cpus() -> usize {
         1
     }
-    fn virt_to_phys(vaddr: usize) -> usize {
-        vaddr
+    fn virt_to_phys(vaddr: VirtAddr) -> PhysAddr {
+        PhysAddr::from_usize(vaddr.as_usize())
     }
 }
 

@@ -85,8 +85,8 @@ fn a_large_allocation_succeeds_after_other_cpus_freed_their_memory() {
 /// lowmem request rather than failing it.
 #[test]
 fn lowmem_pages_in_a_page_cache_serve_lowmem_requests() {
-    use buddy_slab_allocator::Platform;
     use buddy_slab_allocator::sync::SpinLock;
+    use buddy_slab_allocator::{PhysAddr, Platform, VirtAddr};
     use std::sync::OnceLock;
 
     const LOWMEM_LIMIT: usize = 1 << 32;
@@ -108,8 +108,8 @@ fn lowmem_pages_in_a_page_cache_serve_lowmem_requests() {
         fn max_cpus() -> usize {
             1
         }
-        fn virt_to_phys(vaddr: usize) -> usize {
-            vaddr - BASE.get().unwrap() + LOWMEM_LIMIT - ARENA / 2
+        fn virt_to_phys(vaddr: VirtAddr) -> PhysAddr {
+            PhysAddr::from_usize(vaddr.as_usize() - BASE.get().unwrap() + LOWMEM_LIMIT - ARENA / 2)
         }
     }
 
@@ -130,11 +130,10 @@ fn lowmem_pages_in_a_page_cache_serve_lowmem_requests() {
     );
     let again: Vec<usize> = std::iter::from_fn(|| heap.alloc_pages_lowmem(1, 0).ok()).collect();
     assert_eq!(again.len(), low.len(), "every lowmem page served again");
-    assert!(
-        again
-            .iter()
-            .all(|&p| LowPlatform::virt_to_phys(p + PAGE - 1) < LOWMEM_LIMIT)
-    );
+    assert!(again.iter().all(
+        |&p| LowPlatform::virt_to_phys(VirtAddr::from_usize(p + PAGE - 1))
+            < PhysAddr::from_usize(LOWMEM_LIMIT)
+    ));
     for &p in &again {
         // SAFETY: allocated above, freed once.
         unsafe { heap.dealloc_pages(p, 1).unwrap() };

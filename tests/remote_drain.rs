@@ -9,7 +9,7 @@
 mod common;
 use buddy_slab_allocator::platform::DrainHook;
 use buddy_slab_allocator::sync::SpinLock;
-use buddy_slab_allocator::{AllocError, GlobalAllocator, Platform};
+use buddy_slab_allocator::{AllocError, GlobalAllocator, PhysAddr, Platform, VirtAddr};
 use common::{CPUS, PAGE, SwitchCpus, arena, on_cpu};
 use core::alloc::Layout;
 use core::cell::Cell;
@@ -41,8 +41,8 @@ unsafe impl Platform for Ipi {
     fn max_cpus() -> usize {
         CPUS
     }
-    fn virt_to_phys(vaddr: usize) -> usize {
-        vaddr
+    fn virt_to_phys(vaddr: VirtAddr) -> PhysAddr {
+        PhysAddr::from_usize(vaddr.as_usize())
     }
     fn register_instance(hook: DrainHook) {
         HOOK.with(|h| h.set(Some(hook)));

@@ -6,7 +6,7 @@
 
 mod common;
 use buddy_slab_allocator::sync::SpinLock;
-use buddy_slab_allocator::{GlobalAllocator, Platform};
+use buddy_slab_allocator::{GlobalAllocator, PhysAddr, Platform, VirtAddr};
 use common::{PAGE, arena};
 use core::alloc::Layout;
 use core::cell::Cell;
@@ -48,8 +48,8 @@ unsafe impl Platform for HintCpus {
     fn max_cpus() -> usize {
         CPUS
     }
-    fn virt_to_phys(vaddr: usize) -> usize {
-        vaddr
+    fn virt_to_phys(vaddr: VirtAddr) -> PhysAddr {
+        PhysAddr::from_usize(vaddr.as_usize())
     }
 
     const SLOT_HINTS: bool = true;

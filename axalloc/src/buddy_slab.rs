@@ -12,7 +12,7 @@ use axallocator::{AllocError, AllocResult};
 use buddy_slab_allocator::arceos::{ArceOsHeap, ArceOsPlatform, region};
 use buddy_slab_allocator::{AllocError as CoreError, Platform};
 use kspin::SpinNoIrq;
-use memory_addr::VirtAddr;
+use memory_addr::{PhysAddr, VirtAddr};
 
 use crate::PAGE_SIZE;
 
@@ -31,11 +31,11 @@ static TRANSLATOR: SpinNoIrq<Option<&'static dyn crate::AddrTranslator>> = SpinN
 
 #[cfg(feature = "hv")]
 impl buddy_slab_allocator::arceos::VirtToPhys for HvTranslator {
-    fn virt_to_phys(&self, vaddr: VirtAddr) -> Option<memory_addr::PhysAddr> {
+    fn virt_to_phys(&self, vaddr: VirtAddr) -> Option<PhysAddr> {
         let translator = (*TRANSLATOR.lock())?;
         translator
             .virt_to_phys(vaddr.as_usize())
-            .map(memory_addr::PhysAddr::from)
+            .map(PhysAddr::from)
     }
 }
 
@@ -50,7 +50,7 @@ pub fn set_addr_translator(translator: &'static dyn crate::AddrTranslator) {
 }
 
 /// Physical end (exclusive) of DMA32 memory.
-const DMA32_END: u64 = 1 << 32;
+const DMA32_END: PhysAddr = PhysAddr::from_usize(1 << 32);
 
 /// Maps the core's errors onto axallocator's (the API's error type).
 fn map_err(e: CoreError) -> AllocError {
@@ -206,16 +206,16 @@ impl Backend {
     /// byte through the platform's translation. DMA32 means below 4 GiB
     /// whatever the knob says, so a run that ends above is given back.
     pub fn alloc_dma32_pages(&self, num_pages: usize, align_pow2: usize) -> AllocResult<usize> {
-        let addr = self.or_grow(|| self.inner.alloc_pages_lowmem(num_pages, align_pow2))?;
+        let addr = self.or_grow(|| self.inner.alloc_pages_lowmem_vaddr(num_pages, align_pow2))?;
         let last = addr + (num_pages * PAGE_SIZE - 1);
-        let below = |vaddr| (ArceOsPlatform::virt_to_phys(vaddr) as u64) < DMA32_END;
+        let below = |vaddr| ArceOsPlatform::virt_to_phys(vaddr) < DMA32_END;
         if below(addr) && below(last) {
-            return Ok(addr);
+            return Ok(addr.as_usize());
         }
         error!("axalloc: buddy-slab lowmem run at {addr:#x} ends above 4 GiB (lowmem-limit?)");
         // SAFETY: the run was allocated just above with this count and has
         // not been handed out.
-        unsafe { self.dealloc_pages(addr, num_pages) };
+        unsafe { self.dealloc_pages(addr.as_usize(), num_pages) };
         Err(AllocError::NoMemory)
     }
 

@@ -9,7 +9,7 @@
 mod common;
 
 use arbitrary::Arbitrary;
-use buddy_slab_allocator::{AllocError, BuddyAllocator};
+use buddy_slab_allocator::{AllocError, BuddyAllocator, PhysAddr, VirtAddr};
 use common::{Arena, PAGE, Shadow};
 use libfuzzer_sys::fuzz_target;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -18,7 +18,11 @@ const LOWMEM_LIMIT: usize = 1 << 32;
 static BASE: AtomicUsize = AtomicUsize::new(0);
 
 /// Maps the first arena to 128 KiB below the lowmem limit.
-fn virt_to_phys(vaddr: usize) -> usize {
+fn virt_to_phys(vaddr: VirtAddr) -> PhysAddr {
+    PhysAddr::from_usize(phys(vaddr.as_usize()))
+}
+
+fn phys(vaddr: usize) -> usize {
     vaddr.wrapping_sub(BASE.load(Relaxed)).wrapping_add(LOWMEM_LIMIT - (128 << 10))
 }
 
@@ -58,7 +62,7 @@ fuzz_target!(|actions: Vec<Action>| {
                     Ok(a) => {
                         assert_eq!(a % align, 0, "misaligned run");
                         if lowmem {
-                            assert!(virt_to_phys(a + count * PAGE - 1) < LOWMEM_LIMIT, "not lowmem");
+                            assert!(phys(a + count * PAGE - 1) < LOWMEM_LIMIT, "not lowmem");
                         }
                         m.insert(a, count * PAGE, count);
                     }

@@ -9,7 +9,7 @@ mod common;
 
 use arbitrary::Arbitrary;
 use buddy_slab_allocator::sync::SpinLock;
-use buddy_slab_allocator::{AllocError, GlobalAllocator, Platform, SlabAllocator};
+use buddy_slab_allocator::{AllocError, GlobalAllocator, PhysAddr, Platform, SlabAllocator, VirtAddr};
 use common::{Arena, PAGE, Shadow};
 use core::alloc::Layout;
 use core::ptr::NonNull;
@@ -43,8 +43,8 @@ unsafe impl Platform for FuzzPlatform {
     fn max_cpus() -> usize {
         CPUS
     }
-    fn virt_to_phys(vaddr: usize) -> usize {
-        vaddr.wrapping_sub(BASE.load(Relaxed)).wrapping_add(LOWMEM_LIMIT - (256 << 10))
+    fn virt_to_phys(vaddr: VirtAddr) -> PhysAddr {
+        PhysAddr::from_usize(vaddr.as_usize().wrapping_sub(BASE.load(Relaxed)).wrapping_add(LOWMEM_LIMIT - (256 << 10)))
     }
 }
 
@@ -151,7 +151,7 @@ fuzz_target!(|actions: Vec<Action>| {
                 let count = count as usize % 8 + 1;
                 match heap.alloc_pages_lowmem(count, 0) {
                     Ok(a) => {
-                        assert!(FuzzPlatform::virt_to_phys(a + count * PAGE - 1) < LOWMEM_LIMIT, "not lowmem");
+                        assert!(FuzzPlatform::virt_to_phys(VirtAddr::from_usize(a + count * PAGE - 1)).as_usize() < LOWMEM_LIMIT, "not lowmem");
                         m.insert(a, count * PAGE, Kind::Pages(count));
                     }
                     Err(e) => assert_eq!(e, AllocError::NoMemory),

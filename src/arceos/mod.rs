@@ -175,15 +175,15 @@ unsafe impl Platform for ArceOsPlatform {
         ipi::drain_other_cpus()
     }
 
-    fn virt_to_phys(vaddr: usize) -> usize {
+    fn virt_to_phys(vaddr: VirtAddr) -> PhysAddr {
         let translator = TRANSLATOR.load(Ordering::Acquire);
         // SAFETY: only `set_translator` stores here, from a `&'static`.
         if let Some(t) = unsafe { translator.as_ref() }
-            && let Some(paddr) = t.virt_to_phys(VirtAddr::from(vaddr))
+            && let Some(paddr) = t.virt_to_phys(vaddr)
         {
-            return paddr.as_usize();
+            return paddr;
         }
-        axplat::mem::virt_to_phys(VirtAddr::from(vaddr)).as_usize()
+        axplat::mem::virt_to_phys(vaddr)
     }
 }
 

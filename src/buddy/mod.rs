@@ -35,9 +35,16 @@ pub(crate) use page_meta::{CachedBlock, ClaimedRun, MAX_OWNER_CPUS, NIL, PageKin
 pub use region::{NewSection, PreparedRegion, RegionPlan};
 pub(crate) use section_map::{SectionCache, SectionMap};
 
-use crate::config::{LOWMEM_LIMIT, MAX_ORDER, MAX_SECTIONS, NR_ORDERS};
+use crate::config::{MAX_ORDER, MAX_SECTIONS, NR_ORDERS};
 use crate::error::{AllocError, AllocResult};
 use crate::fault::{Fault, FaultKind, FaultLog};
+use memory_addr::{PhysAddr, VirtAddr};
+
+/// The lowmem (DMA32) limit as a physical address: the `lowmem-limit` knob
+/// of the configuration (`usize` there). Sections whose physical addresses
+/// lie below it serve [`BuddyAllocator::alloc_pages_lowmem`] (and the
+/// facade's `alloc_pages_lowmem`, `alloc_pages_lowmem_vaddr`).
+pub const LOWMEM_LIMIT: PhysAddr = PhysAddr::from_usize(crate::config::LOWMEM_LIMIT);
 use core::ptr::NonNull;
 use section::{Placement, Section};
 
@@ -74,8 +81,8 @@ pub struct BuddyAllocator<const PAGE_SIZE: usize> {
     nr_sections: usize,
     total_pages: usize,
     invalid_frees: usize,
-    virt_to_phys: fn(usize) -> usize,
-    lowmem_limit: usize,
+    virt_to_phys: fn(VirtAddr) -> PhysAddr,
+    lowmem_limit: PhysAddr,
     /// `(start, end, sections, ticket)` per reservation.
     reserved: [(usize, usize, usize, usize); MAX_SECTIONS],
     nr_reserved: usize,
@@ -83,8 +90,8 @@ pub struct BuddyAllocator<const PAGE_SIZE: usize> {
     faults: FaultLog,
 }
 
-fn identity(vaddr: usize) -> usize {
-    vaddr
+const fn identity(vaddr: VirtAddr) -> PhysAddr {
+    PhysAddr::from_usize(vaddr.as_usize())
 }
 
 impl<const PAGE_SIZE: usize> Default for BuddyAllocator<PAGE_SIZE> {
@@ -109,8 +116,10 @@ impl<const PAGE_SIZE: usize> BuddyAllocator<PAGE_SIZE> {
     }
 
     /// An allocator that translates addresses with `virt_to_phys` to decide
-    /// what is lowmem.
-    pub const fn with_virt_to_phys(virt_to_phys: fn(usize) -> usize) -> Self {
+    /// what is lowmem (physically below [`LOWMEM_LIMIT`]). The translation
+    /// runs when a region is added (to split it at the limit) and on every
+    /// lowmem allocation (to check the run's first and last byte).
+    pub const fn with_virt_to_phys(virt_to_phys: fn(VirtAddr) -> PhysAddr) -> Self {
         let _ = Self::PAGE_SHIFT;
         Self {
             sections: [const { None }; MAX_SECTIONS],
@@ -253,9 +262,7 @@ impl<const PAGE_SIZE: usize> BuddyAllocator<PAGE_SIZE> {
             }
             let addr = self.alloc_in(i, order, count);
             let last = addr + (count << Self::PAGE_SHIFT) - 1;
-            if (self.virt_to_phys)(addr) < self.lowmem_limit
-                && (self.virt_to_phys)(last) < self.lowmem_limit
-            {
+            if self.phys(addr) < self.lowmem_limit && self.phys(last) < self.lowmem_limit {
                 return Ok(addr);
             }
             self.faults
@@ -264,6 +271,17 @@ impl<const PAGE_SIZE: usize> BuddyAllocator<PAGE_SIZE> {
             unsafe { self.dealloc_pages(addr, count)? };
         }
         Err(AllocError::NoMemory)
+    }
+
+    /// The physical address of `vaddr` (managed memory) by the translation.
+    fn phys(&self, vaddr: usize) -> PhysAddr {
+        (self.virt_to_phys)(VirtAddr::from_usize(vaddr))
+    }
+
+    /// The physical address below which pages count as lowmem
+    /// ([`LOWMEM_LIMIT`]).
+    pub const fn lowmem_limit(&self) -> PhysAddr {
+        self.lowmem_limit
     }
 
     fn alloc_in(&mut self, i: usize, order: u32, count: usize) -> usize {

@@ -190,11 +190,11 @@ impl<const PAGE_SIZE: usize> BuddyAllocator<PAGE_SIZE> {
         };
         // Split at the lowmem limit (assumes the region is linearly mapped;
         // alloc_pages_lowmem checks every block it returns anyway).
-        let phys_start = (self.virt_to_phys)(data_start);
+        let phys_start = self.phys(data_start);
         let low_pages = if phys_start >= self.lowmem_limit {
             0
         } else {
-            ((self.lowmem_limit - phys_start) >> Self::PAGE_SHIFT).min(pages)
+            ((self.lowmem_limit.as_usize() - phys_start.as_usize()) >> Self::PAGE_SHIFT).min(pages)
         };
         let parts = [(0, low_pages, true), (low_pages, pages - low_pages, false)];
         let needed = parts.iter().filter(|p| p.1 > 0).count();

@@ -9,6 +9,7 @@ use crate::fault::FreeRejection;
 use crate::platform::Platform;
 use crate::sync::{AtomicUsize, Ordering};
 use core::ptr::NonNull;
+use memory_addr::{PhysAddr, VirtAddr};
 
 impl<const PAGE_SIZE: usize, P: Platform> PageSource for GlobalAllocator<PAGE_SIZE, P> {
     #[inline(always)]
@@ -241,6 +242,68 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
                 Err(AllocError::NotAllocated)
             }
         }
+    }
+
+    /// The typed form of [`Self::alloc_pages`]: the run's start as a
+    /// [`VirtAddr`]. To touch the pages under strict provenance use
+    /// [`Self::alloc_pages_ptr`] instead (a `VirtAddr` is an integer).
+    ///
+    /// # Errors
+    /// As [`Self::alloc_pages`].
+    #[inline]
+    pub fn alloc_pages_vaddr(&self, count: usize, align_bytes: usize) -> AllocResult<VirtAddr> {
+        self.alloc_pages(count, align_bytes)
+            .map(VirtAddr::from_usize)
+    }
+
+    /// The typed form of [`Self::alloc_pages_lowmem`]: every page of the run
+    /// lies physically below [`Self::lowmem_limit`] by the platform's
+    /// [`Platform::virt_to_phys`] (which gives the run's [`PhysAddr`], e.g.
+    /// for a DMA32 device).
+    ///
+    /// # Errors
+    /// As [`Self::alloc_pages_lowmem`].
+    pub fn alloc_pages_lowmem_vaddr(
+        &self,
+        count: usize,
+        align_bytes: usize,
+    ) -> AllocResult<VirtAddr> {
+        self.alloc_pages_lowmem(count, align_bytes)
+            .map(VirtAddr::from_usize)
+    }
+
+    /// The typed form of [`Self::alloc_pages_at`]: exactly the pages at
+    /// `[start, start + count * PAGE_SIZE)`; returns `start`.
+    ///
+    /// # Errors
+    /// `InvalidParam` (`start` not page aligned, `count` 0 or too large),
+    /// `NotAllocated` (outside managed memory), `NoMemory` (a page in the
+    /// range is in use).
+    pub fn alloc_pages_at_vaddr(&self, start: VirtAddr, count: usize) -> AllocResult<VirtAddr> {
+        self.alloc_pages_at(start.as_usize(), count)
+            .map(VirtAddr::from_usize)
+    }
+
+    /// The typed form of [`Self::dealloc_pages`].
+    ///
+    /// # Errors
+    /// As [`Self::dealloc_pages`]: `NotAllocated` for a bad free, which
+    /// changes nothing.
+    ///
+    /// # Safety
+    /// As [`Self::dealloc_pages`]: `start` and `count` are a run from this
+    /// allocator (`alloc_pages*`), the caller owns it and does not use it
+    /// afterwards.
+    #[inline]
+    pub unsafe fn dealloc_pages_vaddr(&self, start: VirtAddr, count: usize) -> AllocResult {
+        // SAFETY: forwarded caller contract (the same run as a `usize`).
+        unsafe { self.dealloc_pages(start.as_usize(), count) }
+    }
+
+    /// The physical address below which pages count as lowmem: the
+    /// `lowmem-limit` knob, [`LOWMEM_LIMIT`](crate::LOWMEM_LIMIT).
+    pub const fn lowmem_limit(&self) -> PhysAddr {
+        crate::buddy::LOWMEM_LIMIT
     }
 
     /// Frees the run at `addr` (page metadata `meta`) of `count` pages: into

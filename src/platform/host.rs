@@ -8,6 +8,7 @@ use crate::sync::RawLock;
 use core::cell::Cell;
 use core::marker::PhantomData;
 use core::sync::atomic::{AtomicBool, Ordering};
+use memory_addr::{PhysAddr, VirtAddr};
 
 const SLOT_WORDS: usize = HOST_MAX_CPUS.div_ceil(64);
 const UNASSIGNED: usize = usize::MAX;
@@ -331,8 +332,9 @@ unsafe impl Platform for HostPlatform {
         SHARED_INDEX.get()
     }
 
-    fn virt_to_phys(vaddr: usize) -> usize {
-        vaddr
+    /// Identity: a host process has no physical addresses to speak of.
+    fn virt_to_phys(vaddr: VirtAddr) -> PhysAddr {
+        PhysAddr::from_usize(vaddr.as_usize())
     }
 
     #[inline]

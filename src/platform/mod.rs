@@ -7,6 +7,7 @@
 //! the ArceOS binding (feature `arceos`).
 
 use crate::sync::{RawLock, SpinLock};
+use memory_addr::{PhysAddr, VirtAddr};
 
 /// Services the global facade needs from the machine.
 ///
@@ -54,7 +55,14 @@ pub unsafe trait Platform: 'static {
     /// Number of exclusive CPU slots (every id is below it).
     fn max_cpus() -> usize;
     /// Physical address of the virtual address `vaddr` of managed memory.
-    fn virt_to_phys(vaddr: usize) -> usize;
+    ///
+    /// The core calls it when a region is added (to split it at the lowmem
+    /// limit, [`LOWMEM_LIMIT`](crate::LOWMEM_LIMIT)) and for the first and
+    /// last byte of every lowmem run it hands out, under its buddy lock. A
+    /// platform that cannot translate an address should answer a physical
+    /// address at or above the limit (e.g. `PhysAddr::from_usize(usize::MAX)`):
+    /// the memory then never counts as lowmem.
+    fn virt_to_phys(vaddr: VirtAddr) -> PhysAddr;
 
     /// Runs `f` as the exclusive user of CPU slot `cpu` if no context owns
     /// that slot now (on the host: a slot whose thread has exited), and says
@@ -212,8 +220,8 @@ unsafe impl Platform for SharedSlotPlatform {
     fn max_cpus() -> usize {
         0
     }
-    fn virt_to_phys(vaddr: usize) -> usize {
-        vaddr
+    fn virt_to_phys(vaddr: VirtAddr) -> PhysAddr {
+        PhysAddr::from_usize(vaddr.as_usize())
     }
 }
 

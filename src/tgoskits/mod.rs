@@ -27,6 +27,7 @@
 use crate::platform::Platform;
 use crate::sync::{AtomicPtr, Ordering, RawLock, SpinLock};
 use ax_sync::PreemptIrqSaveGuard;
+use memory_addr::{PhysAddr, VirtAddr};
 
 /// Page size of every platform of the line.
 pub const PAGE_SIZE: usize = 0x1000;
@@ -211,6 +212,12 @@ unsafe impl RawLock for IrqSafeLock {
 
 /// A translation of kernel virtual addresses of managed memory to physical
 /// ones (see [`set_virt_to_phys`]).
+///
+/// Raw `usize`: the line's address types come from ax-memory-addr (0.7),
+/// a different crate from the core's memory_addr 0.4, so ax-alloc's
+/// `ax_plat::mem::virt_to_phys` is adapted with `as_usize`/`from` on its
+/// side and [`TgoskitsPlatform`] wraps the result in the core's
+/// [`PhysAddr`] on this side.
 pub type VirtToPhys = fn(usize) -> usize;
 
 /// The registered [`VirtToPhys`], as a pointer; null while none is.
@@ -272,15 +279,17 @@ unsafe impl Platform for TgoskitsPlatform {
         MAX_CPUS
     }
 
-    fn virt_to_phys(vaddr: usize) -> usize {
+    /// The registered translation, converted at the seam: the line's
+    /// address types are ax-memory-addr's, not the core's memory_addr 0.4.
+    fn virt_to_phys(vaddr: VirtAddr) -> PhysAddr {
         let f = VIRT_TO_PHYS.load(Ordering::Acquire);
         if f.is_null() {
-            return usize::MAX;
+            return PhysAddr::from_usize(usize::MAX);
         }
         // SAFETY: only `set_virt_to_phys` stores here, a `VirtToPhys` cast
         // to a pointer; function and data pointers have one size here.
         let translate = unsafe { core::mem::transmute::<*mut (), VirtToPhys>(f) };
-        translate(vaddr)
+        PhysAddr::from_usize(translate(vaddr.as_usize()))
     }
 }
 

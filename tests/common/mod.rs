@@ -1,8 +1,8 @@
 //! Shared test helpers: leaked, aligned arenas (so Miri tracks provenance).
 #![allow(dead_code)]
 
-use buddy_slab_allocator::Platform;
 use buddy_slab_allocator::sync::SpinLock;
+use buddy_slab_allocator::{PhysAddr, Platform, VirtAddr};
 use core::cell::Cell;
 use core::ptr::NonNull;
 use std::alloc::{Layout, alloc_zeroed};
@@ -35,8 +35,8 @@ unsafe impl Platform for SwitchCpus {
     fn max_cpus() -> usize {
         CPUS
     }
-    fn virt_to_phys(vaddr: usize) -> usize {
-        vaddr
+    fn virt_to_phys(vaddr: VirtAddr) -> PhysAddr {
+        PhysAddr::from_usize(vaddr.as_usize())
     }
 }
 
