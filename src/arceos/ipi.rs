@@ -27,8 +27,9 @@ use axplat::irq::IpiTarget;
 use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use kspin::SpinNoIrq;
 
-/// The longest a request waits for the other CPUs' answers.
-const WAIT_NANOS: u64 = 20_000_000;
+/// The longest a request waits for the other CPUs' answers (the knob
+/// `arceos.ipi-wait-us`).
+const WAIT_NANOS: u64 = crate::config::arceos::IPI_WAIT_US as u64 * 1000;
 /// Drains one interrupt may run: a request made while the handler drained
 /// may have lost its interrupt (riscv64 clears the pending bit after the
 /// handler), so the handler drains again for it, a few times at most.

@@ -196,8 +196,15 @@ fn idle_cpus_give_back() -> TestResult {
         })
         .collect();
     join_all(cyclers)?;
-    let after = count_free_pages(max)?;
-    println!("# free pages: {before} before the other CPUs cycled pages, {after} after");
+    // A CPU that answers after the request's bounded wait (its vCPU thread
+    // descheduled on a loaded host) has drained by the next count; without
+    // the interrupts an idle CPU never drains, and every count falls short.
+    let (mut after, mut counts) = (0, 0);
+    while counts < 3 && after + 256 < before {
+        after = count_free_pages(max)?;
+        counts += 1;
+    }
+    println!("# free pages: {before} before the other CPUs cycled pages, {after} after ({counts} counts)");
     ensure!(after + 256 >= before, "{after} pages once the other CPUs idle with grown caches, {before} before");
     Ok(())
 }
