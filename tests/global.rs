@@ -270,39 +270,10 @@ fn remote_double_free_is_detected() {
 /// as the `usize` forms.
 #[test]
 fn typed_page_api_round_trips_and_rejects_misuse() {
-    use buddy_slab_allocator::sync::SpinLock;
-    use buddy_slab_allocator::{LOWMEM_LIMIT, MemoryAddr, PhysAddr, Platform, VirtAddr};
-    use std::sync::OnceLock;
+    use buddy_slab_allocator::{LOWMEM_LIMIT, MemoryAddr, Platform, VirtAddr};
+    use common::{LowHalf, low_half_heap};
 
-    const ARENA: usize = if cfg!(miri) { 2 << 20 } else { 8 << 20 };
-    static BASE: OnceLock<usize> = OnceLock::new();
-
-    /// One CPU (this test's thread); the arena's first half maps below the
-    /// lowmem limit.
-    struct LowHalf;
-    // SAFETY: only this single-threaded test uses the platform, so CPU 0's
-    // slot has one user.
-    unsafe impl Platform for LowHalf {
-        type Lock = SpinLock;
-        type Pin = ();
-        fn pin() {}
-        fn cpu_id(_: &()) -> Option<usize> {
-            Some(0)
-        }
-        fn max_cpus() -> usize {
-            1
-        }
-        fn virt_to_phys(vaddr: VirtAddr) -> PhysAddr {
-            let offset = vaddr.as_usize() - BASE.get().unwrap();
-            PhysAddr::from_usize(LOWMEM_LIMIT.as_usize() - ARENA / 2 + offset)
-        }
-    }
-
-    let region = arena(ARENA, PAGE, 0);
-    BASE.set(region.as_ptr().addr()).unwrap();
-    let h = Box::new(GlobalAllocator::<PAGE, LowHalf>::new());
-    // SAFETY: leaked arena; the boxed allocator is not moved.
-    unsafe { h.init(region).unwrap() };
+    let h = low_half_heap();
     assert_eq!(h.lowmem_limit(), LOWMEM_LIMIT);
 
     let run: VirtAddr = h.alloc_pages_vaddr(4, 4 * PAGE).unwrap();

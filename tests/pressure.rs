@@ -85,41 +85,16 @@ fn a_large_allocation_succeeds_after_other_cpus_freed_their_memory() {
 /// lowmem request rather than failing it.
 #[test]
 fn lowmem_pages_in_a_page_cache_serve_lowmem_requests() {
-    use buddy_slab_allocator::sync::SpinLock;
-    use buddy_slab_allocator::{PhysAddr, Platform, VirtAddr};
-    use std::sync::OnceLock;
+    use buddy_slab_allocator::{LOWMEM_LIMIT, Platform, VirtAddr};
+    use common::{LOW_HALF_ARENA, LowHalf, low_half_heap};
 
-    const LOWMEM_LIMIT: usize = 1 << 32;
-    const ARENA: usize = 8 << 20;
-    static BASE: OnceLock<usize> = OnceLock::new();
-
-    /// One CPU (this test's thread); the arena's first half maps below the
-    /// lowmem limit.
-    struct LowPlatform;
-    // SAFETY: only this single-threaded test uses the platform, so CPU 0's
-    // slot has one user.
-    unsafe impl Platform for LowPlatform {
-        type Lock = SpinLock;
-        type Pin = ();
-        fn pin() {}
-        fn cpu_id(_: &()) -> Option<usize> {
-            Some(0)
-        }
-        fn max_cpus() -> usize {
-            1
-        }
-        fn virt_to_phys(vaddr: VirtAddr) -> PhysAddr {
-            PhysAddr::from_usize(vaddr.as_usize() - BASE.get().unwrap() + LOWMEM_LIMIT - ARENA / 2)
-        }
-    }
-
-    let region = arena(ARENA, PAGE, 0);
-    BASE.set(region.as_ptr() as usize).unwrap();
-    let heap = Box::new(GlobalAllocator::<PAGE, LowPlatform>::new());
-    // SAFETY: leaked arena; boxed allocator.
-    unsafe { heap.init(region).unwrap() };
+    let heap = low_half_heap();
     let low: Vec<usize> = std::iter::from_fn(|| heap.alloc_pages_lowmem(1, 0).ok()).collect();
-    assert!(low.len() > 256, "{} lowmem pages", low.len());
+    assert!(
+        low.len() > LOW_HALF_ARENA / PAGE / 8,
+        "{} lowmem pages",
+        low.len()
+    );
     for &p in &low {
         // SAFETY: allocated above, freed once.
         unsafe { heap.dealloc_pages(p, 1).unwrap() };
@@ -130,10 +105,11 @@ fn lowmem_pages_in_a_page_cache_serve_lowmem_requests() {
     );
     let again: Vec<usize> = std::iter::from_fn(|| heap.alloc_pages_lowmem(1, 0).ok()).collect();
     assert_eq!(again.len(), low.len(), "every lowmem page served again");
-    assert!(again.iter().all(
-        |&p| LowPlatform::virt_to_phys(VirtAddr::from_usize(p + PAGE - 1))
-            < PhysAddr::from_usize(LOWMEM_LIMIT)
-    ));
+    assert!(
+        again
+            .iter()
+            .all(|&p| LowHalf::virt_to_phys(VirtAddr::from_usize(p + PAGE - 1)) < LOWMEM_LIMIT)
+    );
     for &p in &again {
         // SAFETY: allocated above, freed once.
         unsafe { heap.dealloc_pages(p, 1).unwrap() };

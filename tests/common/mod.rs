@@ -2,10 +2,11 @@
 #![allow(dead_code)]
 
 use buddy_slab_allocator::sync::SpinLock;
-use buddy_slab_allocator::{PhysAddr, Platform, VirtAddr};
+use buddy_slab_allocator::{GlobalAllocator, LOWMEM_LIMIT, PhysAddr, Platform, VirtAddr};
 use core::cell::Cell;
 use core::ptr::NonNull;
 use std::alloc::{Layout, alloc_zeroed};
+use std::sync::OnceLock;
 
 pub const PAGE: usize = 4096;
 
@@ -136,3 +137,42 @@ pub struct Sent(pub NonNull<u8>);
 // SAFETY: the pointer is only an allocation being handed over; the
 // receiving thread becomes its only user.
 unsafe impl Send for Sent {}
+
+/// Bytes of [`low_half_heap`]'s arena.
+pub const LOW_HALF_ARENA: usize = if cfg!(miri) { 2 << 20 } else { 8 << 20 };
+static LOW_HALF_BASE: OnceLock<usize> = OnceLock::new();
+
+/// One CPU (the test's thread), whose arena's first half maps physically
+/// below the lowmem limit and the second half above it.
+pub struct LowHalf;
+
+// SAFETY: one heap per test binary ([`low_half_heap`] sets the base once),
+// driven by one test thread, so CPU 0's slot has one user.
+unsafe impl Platform for LowHalf {
+    type Lock = SpinLock;
+    type Pin = ();
+    fn pin() {}
+    fn cpu_id(_: &()) -> Option<usize> {
+        Some(0)
+    }
+    fn max_cpus() -> usize {
+        1
+    }
+    fn virt_to_phys(vaddr: VirtAddr) -> PhysAddr {
+        let offset = vaddr.as_usize() - LOW_HALF_BASE.get().unwrap();
+        PhysAddr::from_usize(LOWMEM_LIMIT.as_usize() - LOW_HALF_ARENA / 2 + offset)
+    }
+}
+
+/// The one [`LowHalf`] heap of a test binary, over a leaked arena.
+pub fn low_half_heap() -> Box<GlobalAllocator<PAGE, LowHalf>> {
+    let region = arena(LOW_HALF_ARENA, PAGE, 0);
+    LOW_HALF_BASE
+        .set(region.as_ptr().addr())
+        .expect("one LowHalf heap per test binary");
+    let heap = Box::new(GlobalAllocator::<PAGE, LowHalf>::new());
+    // SAFETY: a leaked arena, handed over for good; the boxed allocator is
+    // not moved.
+    unsafe { heap.init(region).unwrap() };
+    heap
+}
