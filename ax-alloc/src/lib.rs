@@ -108,8 +108,13 @@ pub use reclaim::{PageReclaimFn, register_page_reclaim_fn, try_page_reclaim};
 mod page;
 pub use page::GlobalPage;
 
+// One source for both ArceOS lines; this line's guard, lock and per-CPU
+// flag are in tracking_line.rs.
 #[cfg(feature = "tracking")]
+#[path = "../../axalloc/src/tracking.rs"]
 pub mod tracking;
+#[cfg(feature = "tracking")]
+mod tracking_line;
 
 cfg_if::cfg_if! {
     if #[cfg(tlsf)] {

@@ -86,6 +86,8 @@ pub use page::GlobalPage;
 
 #[cfg(feature = "tracking")]
 pub mod tracking;
+#[cfg(feature = "tracking")]
+mod tracking_line;
 
 cfg_if::cfg_if! {
     if #[cfg(feature = "buddy-slab")] {

@@ -4,7 +4,10 @@
 //! [`GlobalAlloc`](core::alloc::GlobalAlloc) (the Rust heap of the kernel)
 //! gets a record — its layout, a backtrace and a generation number — that
 //! lives until the block is freed. The functions and [`AllocationInfo`]
-//! are those of the published crate.
+//! are those of the published crate. This file serves both ArceOS lines
+//! (axalloc 0.3 and, through `#[path]`, the tgoskits line's ax-alloc 0.9);
+//! each crate's `tracking_line` module supplies what differs: the IRQ and
+//! preemption guard, the bucket lock and the per-CPU flag.
 //!
 //! # Records without recursion
 //!
@@ -36,8 +39,10 @@
 //!
 //! # Lock order
 //!
-//! 1. the CPU inside tracking (`InTracking`: IRQs and preemption off);
-//! 2. one bucket lock (`SpinRaw`: IRQs are off already);
+//! 1. the CPU inside tracking (`InTracking`: IRQs and preemption off, by
+//!    the line's `IrqGuard`);
+//! 2. one bucket lock (the line's `BucketLock`, taken without touching IRQs:
+//!    they are off already);
 //! 3. the backend's locks, only from an [`allocations_in`] visitor.
 //!
 //! # Limits
@@ -52,10 +57,11 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use axbacktrace::Backtrace;
-use kernel_guard::NoPreemptIrqSave;
-use kspin::SpinRaw;
 
 use crate::GlobalAllocator;
+use crate::tracking_line::{
+    BucketGuard, BucketLock, CRATE_NAME, IrqGuard, lock_bucket, swap_in_tracking,
+};
 
 /// Whether new allocations are recorded.
 static TRACKING_ENABLED: AtomicBool = AtomicBool::new(false);
@@ -69,11 +75,6 @@ static GENERATION: AtomicU64 = AtomicU64::new(0);
 /// the free follows that (happens-before through whoever passed the
 /// pointer on), so `Relaxed` is enough.
 static NR_RECORDS: AtomicUsize = AtomicUsize::new(0);
-
-/// Set while this CPU makes, drops or visits records (see the module doc);
-/// read and written only with IRQs and preemption off.
-#[percpu::def_percpu]
-static IN_TRACKING: bool = false;
 
 /// Metadata for each allocation made by the global allocator.
 #[derive(Debug)]
@@ -121,7 +122,9 @@ pub fn current_generation() -> u64 {
 /// call to `allocations_in` from inside a visitor visits nothing.
 pub fn allocations_in(range: Range<u64>, mut visitor: impl FnMut(&AllocationInfo)) {
     let Some(inside) = InTracking::enter() else {
-        warn!("axalloc: allocations_in called inside tracking (from a visitor?): nothing visited");
+        warn!(
+            "{CRATE_NAME}: allocations_in called inside tracking (from a visitor?): nothing visited"
+        );
         return;
     };
     for bucket in &BUCKETS {
@@ -223,39 +226,45 @@ unsafe fn free_node(_inside: &InTracking, heap: &GlobalAllocator, node: NonNull<
     heap.dealloc(node.cast(), Layout::new::<Node>());
 }
 
-/// This CPU inside tracking: IRQs and preemption off, `IN_TRACKING` set.
-/// At most one exists per CPU at a time (`enter` refuses a second).
+/// This CPU inside tracking: IRQs and preemption off, the line's per-CPU
+/// flag set. At most one exists per CPU at a time (`enter` refuses a
+/// second).
 struct InTracking {
     /// Keeps IRQs and preemption off; released after `drop` clears the flag.
-    _irq: NoPreemptIrqSave,
+    _irq: IrqGuard,
 }
 
 impl InTracking {
-    /// Enters tracking on this CPU; `None` if it is inside already.
+    /// Enters tracking on this CPU; `None` if it is inside already (or the
+    /// line cannot tell yet: a CPU without its per-CPU area).
     fn enter() -> Option<Self> {
-        let irq = NoPreemptIrqSave::new();
-        // SAFETY: IRQs and preemption are off until `irq` drops: no other
-        // context runs on this CPU, so this CPU's flag is ours alone.
-        if unsafe { IN_TRACKING.read_current_raw() } {
+        let irq = IrqGuard::new();
+        // SAFETY: IRQs and preemption are off until `irq` drops.
+        if !unsafe { swap_in_tracking(true) } {
+            // Not `then_some(Self { .. })`: a refused `Self` would still be
+            // built, and its drop would clear the flag of the CPU's outer
+            // `InTracking`.
             return None;
         }
-        // SAFETY: as above.
-        unsafe { IN_TRACKING.write_current_raw(true) };
         Some(Self { _irq: irq })
     }
 
-    /// Locks `bucket`: a `SpinRaw`, which needs IRQs and preemption off, as
-    /// they are while `self` lives.
-    fn lock<'a>(&self, bucket: &'a SpinRaw<Chain>) -> kspin::SpinRawGuard<'a, Chain> {
-        bucket.lock()
+    /// Locks `bucket` without touching IRQs or preemption, which are off
+    /// while `self` lives.
+    fn lock<'a>(&'a self, bucket: &'a BucketLock<Chain>) -> BucketGuard<'a, Chain> {
+        // SAFETY: IRQs and preemption are off while `self` lives, and the
+        // guard borrows `self`, so no context on this CPU takes a bucket
+        // lock until it drops; no bucket lock is taken inside another (lock
+        // order above).
+        unsafe { lock_bucket(bucket) }
     }
 }
 
 impl Drop for InTracking {
     fn drop(&mut self) {
         // SAFETY: IRQs and preemption are still off (`_irq` drops after
-        // this), so this CPU's flag is ours alone.
-        unsafe { IN_TRACKING.write_current_raw(false) };
+        // this).
+        unsafe { swap_in_tracking(false) };
     }
 }
 
@@ -309,11 +318,12 @@ impl Chain {
 /// for tens of thousands of live records, in 16 KiB of static memory.
 const NR_BUCKETS: usize = 1024;
 
-static BUCKETS: [SpinRaw<Chain>; NR_BUCKETS] = [const { SpinRaw::new(Chain(None)) }; NR_BUCKETS];
+static BUCKETS: [BucketLock<Chain>; NR_BUCKETS] =
+    [const { BucketLock::new(Chain(None)) }; NR_BUCKETS];
 
 /// The chain of `addr`: Fibonacci hashing of the address without its low
 /// four bits (allocations are at least 16-byte apart in practice).
-fn bucket_of(addr: usize) -> &'static SpinRaw<Chain> {
+fn bucket_of(addr: usize) -> &'static BucketLock<Chain> {
     const SHIFT: u32 = u64::BITS - NR_BUCKETS.trailing_zeros();
     let hash = ((addr >> 4) as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> SHIFT;
     &BUCKETS[hash as usize]
