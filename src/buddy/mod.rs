@@ -38,15 +38,15 @@ pub(crate) use section_map::{SectionCache, SectionMap};
 use crate::config::{MAX_ORDER, MAX_SECTIONS, NR_ORDERS};
 use crate::error::{AllocError, AllocResult};
 use crate::fault::{Fault, FaultKind, FaultLog};
+use core::ptr::NonNull;
 use memory_addr::{PhysAddr, VirtAddr};
+use section::{Placement, Section};
 
 /// The lowmem (DMA32) limit as a physical address: the `lowmem-limit` knob
 /// of the configuration (`usize` there). Sections whose physical addresses
 /// lie below it serve [`BuddyAllocator::alloc_pages_lowmem`] (and the
 /// facade's `alloc_pages_lowmem`, `alloc_pages_lowmem_vaddr`).
 pub const LOWMEM_LIMIT: PhysAddr = PhysAddr::from_usize(crate::config::LOWMEM_LIMIT);
-use core::ptr::NonNull;
-use section::{Placement, Section};
 
 /// CPU id recorded in faults the buddy finds (it has no CPU of its own).
 const NO_CPU: usize = u32::MAX as usize;
