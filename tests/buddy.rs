@@ -22,12 +22,15 @@ fn buddy_over(bytes: usize, offset: usize) -> (Buddy, *mut u8, usize) {
 }
 
 #[test]
-fn metadata_is_12_bytes_per_page_and_accounting_is_exact() {
+fn metadata_is_12_bytes_and_a_bit_per_page_and_accounting_is_exact() {
     let (b, _, len) = buddy_over(16 << 20, 0);
     let pages = b.total_pages();
-    // Metadata (12 B/page) plus at most one page of rounding.
+    // Metadata (12 B/page), free maps (a bit per page, their summaries and
+    // a word per order and level of rounding), at most one page of
+    // rounding.
+    let maps = pages / 7 + 24 * 3 * 8;
     assert!(
-        len - pages * PAGE <= pages * 12 + PAGE,
+        len - pages * PAGE <= pages * 12 + maps + PAGE,
         "overhead {} for {pages} pages",
         len - pages * PAGE
     );

@@ -154,10 +154,13 @@ fn measure(arena_bytes: usize) -> Figures {
         "host arenas lie above 4 GiB"
     );
     let metadata_bytes = arena_bytes - managed_bytes;
-    // 12 B per managed page, plus at most a page of rounding and the
-    // alignment of the data start.
+    // 12 B per managed page, the free maps (one bit per page and their
+    // summaries: at most 1/7 B per page here), plus at most a page of
+    // rounding and the alignment of the data start.
+    let maps = pages / 7;
     assert!(
-        metadata_bytes >= pages * META_BYTES && metadata_bytes < pages * META_BYTES + 2 * PAGE,
+        metadata_bytes >= pages * META_BYTES + pages / 8
+            && metadata_bytes < pages * META_BYTES + maps + 2 * PAGE,
         "metadata {metadata_bytes} B for {pages} pages"
     );
     assert_eq!(buddy.free_pages(), pages);

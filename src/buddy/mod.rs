@@ -2,17 +2,20 @@
 //!
 //! # Algorithm
 //! A region is split into a metadata prefix (one 12-byte `PageMeta` per
-//! managed page) and the managed pages, carved into the largest blocks that
+//! managed page, then the free maps: about a bit per page) and the
+//! managed pages, carved into the largest blocks that
 //! are naturally aligned by *absolute* page frame number. The buddy of the
 //! block at frame `p` of order `k` is `p ^ (1 << k)`, so a block of order
 //! `k` is always aligned to `PAGE_SIZE << k` and `alloc_pages(n, align)`
 //! needs no search for alignment, whatever the region's start.
 //!
 //! Runs that are not a power of two are served from the next order and the
-//! tail is freed at once, so accounting is exact to the page. Free lists are
-//! doubly linked by page index (O(1) unlink); a bitmap of non-empty orders
-//! per section makes finding a block one `trailing_zeros`. Sections are kept
-//! sorted, so address → section is a binary search.
+//! tail is freed at once, so accounting is exact to the page. Free blocks
+//! are bits in per-order bitmaps with a summary tree (`free_map`), so the
+//! lowest or highest free block of an order is a few `trailing_zeros` and
+//! freed memory is reused in address order; a bitmap of non-empty orders
+//! per section picks the order. Sections are kept sorted, so address →
+//! section is a binary search.
 //!
 //! Bad frees (double, foreign, wrong count, inside a run) are detected from
 //! the head page's metadata before anything is touched, counted and
@@ -25,6 +28,7 @@
 //! [`RegionPlan::prepare`] (writes the metadata, no `&self`), and
 //! [`BuddyAllocator::commit_region`] (publishes the sections).
 
+mod free_map;
 pub(crate) mod page_meta;
 mod region;
 mod section;
@@ -585,7 +589,7 @@ impl<const PAGE_SIZE: usize> BuddyAllocator<PAGE_SIZE> {
         })
     }
 
-    /// Free blocks per order over all sections (walks the free lists).
+    /// Free blocks per order over all sections (walks the free maps).
     pub fn free_blocks_per_order(&self) -> [usize; NR_ORDERS] {
         let mut out = [0; NR_ORDERS];
         for s in self.sections() {

@@ -2,7 +2,7 @@
 //! and every transition of a page's state.
 //!
 //! The state word is written only through the transitions below: the
-//! buddy's (free lists, runs, slab tags) under its lock, and the typed
+//! buddy's (free maps, runs, slab tags) under its lock, and the typed
 //! ones the facade and the CPU caches use without it, each of which either
 //! wins a compare-and-swap or acts on a page that only its caller may
 //! change (a [`ClaimedRun`], a [`CachedBlock`], its own slab's head). So
@@ -14,7 +14,7 @@
 
 use crate::sync::{AtomicU32, Ordering};
 
-/// Null link in a free list.
+/// Null link in a page-cache list.
 pub(crate) const NIL: u32 = u32::MAX;
 
 /// What a page is.
@@ -23,7 +23,8 @@ pub(crate) const NIL: u32 = u32::MAX;
 pub(crate) enum PageKind {
     /// Inside a block or run whose head is another page (B2).
     Tail = 0,
-    /// Head of a free block of `order` pages, linked in its free list.
+    /// Head of a free block of `order` pages, marked in its section's free
+    /// map.
     Free = 1,
     /// Head of an allocated run of `high` pages.
     Allocated = 2,
@@ -84,8 +85,8 @@ const fn state(kind: PageKind, order: u32, high: u32) -> u32 {
 /// Metadata of one managed page.
 ///
 /// Invariants (checked by `BuddyAllocator::check_invariants`):
-/// - B1: a page is `Free` iff it heads a block on the free list of its
-///   section for `order`; that block is `1 << order` pages, aligned to
+/// - B1: a page is `Free` iff it heads a block marked in the free map of
+///   its section for `order` (F1); that block is `1 << order` pages, aligned to
 ///   `1 << order` by absolute page frame number and wholly in the section.
 /// - B2: every page of a free block, allocated, cached or claimed run other
 ///   than its head is `Tail`.
@@ -93,8 +94,8 @@ const fn state(kind: PageKind, order: u32, high: u32) -> u32 {
 /// - B4: the pages of a slab of order `k` owned by CPU `c` are one `Slab`
 ///   or `SlabDead` head followed by `(1 << k) - 1` `SlabTail` pages, all
 ///   recording order `k` and owner `c`.
-/// - B10: `next`/`prev` link `Free` heads in their free list and `Cached`
-///   heads in their CPU's page-cache list (P2); elsewhere they are stale.
+/// - B10: `next`/`prev` link `Cached` heads in their CPU's page-cache list
+///   (P2); elsewhere they are stale.
 #[repr(C)]
 pub(crate) struct PageMeta {
     next: AtomicU32,
@@ -238,7 +239,7 @@ impl PageMeta {
             .store(state(PageKind::Free, order, 0), Ordering::Relaxed);
     }
 
-    /// Head of a run of `pages` just taken off the free lists, which no
+    /// Head of a run of `pages` just taken off the free maps, which no
     /// other CPU can be claiming (B3).
     #[inline]
     pub(super) fn start_run(&self, pages: u32) {

@@ -2,6 +2,7 @@
 //! written without it, published under it again.
 
 use super::BuddyAllocator;
+use super::free_map::FreeMap;
 use super::page_meta::PageMeta;
 use super::section::Section;
 use crate::config::MAX_SECTIONS;
@@ -17,6 +18,8 @@ pub struct RegionPlan {
     start: usize,
     end: usize,
     meta_start: usize,
+    /// First byte of the sections' free maps (after the metadata).
+    map_start: usize,
     data_start: usize,
     /// `(first page, pages, lowmem)` of each section to build.
     parts: [(usize, usize, bool); 2],
@@ -54,7 +57,7 @@ pub struct NewSection {
 
 impl RegionPlan {
     /// Second step of adding a region: writes one `PageMeta` per page and
-    /// frees every page into the new sections' free lists. O(pages); needs
+    /// frees every page into the new sections' free maps. O(pages); needs
     /// no lock, since the reservation keeps every other caller off the
     /// range.
     ///
@@ -65,9 +68,12 @@ impl RegionPlan {
     pub unsafe fn prepare(self) -> PreparedRegion {
         let meta_bytes = core::mem::size_of::<PageMeta>();
         let pages = self.parts[0].1 + self.parts[1].1;
-        debug_assert!(self.meta_start + pages * meta_bytes <= self.data_start);
+        debug_assert!(self.meta_start + pages * meta_bytes <= self.map_start);
+        debug_assert!(self.map_start + map_bytes(&self.parts) <= self.data_start);
         let meta = NonNull::new(self.region.with_addr(self.meta_start).cast::<PageMeta>())
             .expect("the metadata lies in the region, above address 0");
+        let mut map = NonNull::new(self.region.with_addr(self.map_start).cast::<u64>())
+            .expect("the free maps lie in the region, above address 0");
         let mut sections = [None, None];
         for (slot, &(first, count, lowmem)) in sections.iter_mut().zip(self.parts.iter()) {
             if count == 0 {
@@ -75,25 +81,38 @@ impl RegionPlan {
             }
             let sec_start = self.data_start + (first << self.page_shift);
             // SAFETY: meta[first..first + count] lies in the region's prefix
-            // (pages * meta_bytes <= data_start - meta_start), which the
+            // (pages * meta_bytes <= map_start - meta_start), which the
             // caller gave us exclusively; count < u32::MAX.
             let sec_meta = unsafe { meta.add(first) };
-            // SAFETY: see above.
+            // SAFETY: see above; the section's map words follow the previous
+            // section's within the map_bytes(parts) bytes before data_start.
             *slot = Some(unsafe {
                 Section::new(
                     sec_start >> self.page_shift,
                     count,
                     sec_meta,
+                    map,
                     (self.start, self.end),
                     lowmem,
                 )
             });
+            // SAFETY: still within (or one past) the maps' words, as above.
+            map = unsafe { map.add(FreeMap::words_for(count)) };
         }
         PreparedRegion {
             ticket: self.ticket,
             sections,
         }
     }
+}
+
+/// Bytes the free maps of the sections `parts` take.
+fn map_bytes(parts: &[(usize, usize, bool); 2]) -> usize {
+    parts
+        .iter()
+        .filter(|p| p.1 > 0)
+        .map(|p| FreeMap::words_for(p.1) * 8)
+        .sum()
 }
 
 impl<const PAGE_SIZE: usize> BuddyAllocator<PAGE_SIZE> {
@@ -173,30 +192,40 @@ impl<const PAGE_SIZE: usize> BuddyAllocator<PAGE_SIZE> {
         if meta_start >= end {
             return Err(AllocError::InvalidParam);
         }
-        // Largest page count whose metadata and pages both fit.
-        let mut pages = ((end - meta_start) / (PAGE_SIZE + meta_bytes)).min(u32::MAX as usize - 1);
-        let data_start = loop {
+        // Largest page count whose metadata, free maps and pages all fit.
+        // The maps take a bit per page and a little: the estimate counts
+        // 1/7 byte, so the loop steps a few times and leaves at most a
+        // couple of pages unused.
+        let upper = (end - meta_start) / (PAGE_SIZE + meta_bytes);
+        let mut pages = (upper - upper / (7 * (PAGE_SIZE + meta_bytes))).min(u32::MAX as usize - 1);
+        let (map_start, data_start, parts) = loop {
             if pages == 0 {
                 return Err(AllocError::InvalidParam);
             }
-            let data = (meta_start + pages * meta_bytes).next_multiple_of(PAGE_SIZE);
-            if data
-                .checked_add(pages * PAGE_SIZE)
-                .is_some_and(|e| e <= end)
+            let map_start = (meta_start + pages * meta_bytes).next_multiple_of(8);
+            // The maps' size depends on the lowmem split, which depends on
+            // where the pages start: step the start up until the maps fit
+            // before it (a few words either way, so one step or two).
+            let mut data = (map_start + FreeMap::words_for(pages) * 8).next_multiple_of(PAGE_SIZE);
+            let mut fit = None;
+            for _ in 0..4 {
+                let parts = self.lowmem_parts(data, pages);
+                let needed = (map_start + map_bytes(&parts)).next_multiple_of(PAGE_SIZE);
+                if needed <= data {
+                    fit = Some((data, parts));
+                    break;
+                }
+                data = needed;
+            }
+            if let Some((data, parts)) = fit
+                && data
+                    .checked_add(pages * PAGE_SIZE)
+                    .is_some_and(|e| e <= end)
             {
-                break data;
+                break (map_start, data, parts);
             }
             pages -= 1;
         };
-        // Split at the lowmem limit (assumes the region is linearly mapped;
-        // alloc_pages_lowmem checks every block it returns anyway).
-        let phys_start = self.phys(data_start);
-        let low_pages = if phys_start >= self.lowmem_limit {
-            0
-        } else {
-            ((self.lowmem_limit.as_usize() - phys_start.as_usize()) >> Self::PAGE_SHIFT).min(pages)
-        };
-        let parts = [(0, low_pages, true), (low_pages, pages - low_pages, false)];
         let needed = parts.iter().filter(|p| p.1 > 0).count();
         if self.nr_sections + self.reserved_sections + needed > MAX_SECTIONS {
             return Err(AllocError::TooManyRegions);
@@ -211,10 +240,24 @@ impl<const PAGE_SIZE: usize> BuddyAllocator<PAGE_SIZE> {
             start,
             end,
             meta_start,
+            map_start,
             data_start,
             parts,
             page_shift: Self::PAGE_SHIFT,
         })
+    }
+
+    /// The sections of `pages` pages starting at `data_start`: those below
+    /// the lowmem limit and the rest (assumes the region is linearly
+    /// mapped; alloc_pages_lowmem checks every block it returns anyway).
+    fn lowmem_parts(&self, data_start: usize, pages: usize) -> [(usize, usize, bool); 2] {
+        let phys_start = self.phys(data_start);
+        let low_pages = if phys_start >= self.lowmem_limit {
+            0
+        } else {
+            ((self.lowmem_limit.as_usize() - phys_start.as_usize()) >> Self::PAGE_SHIFT).min(pages)
+        };
+        [(0, low_pages, true), (low_pages, pages - low_pages, false)]
     }
 
     /// Last step of adding a region: publishes the sections `prepared`

@@ -1,15 +1,17 @@
-//! One contiguous range of managed pages with its own free lists.
+//! One contiguous range of managed pages with its own free map.
 //!
 //! Page indices (`idx`) are relative to the section; alignment is by absolute
 //! page frame number `base_pfn + idx`, so a block of order `k` starts at an
 //! address aligned to `PAGE_SIZE << k` whatever the region's start.
 
-use super::page_meta::{NIL, PageKind, PageMeta};
+use super::free_map::FreeMap;
+use super::page_meta::{PageKind, PageMeta};
 use crate::config::{MAX_ORDER, NR_ORDERS};
 use core::ptr::NonNull;
 
-/// Which end of free memory a block is taken from. Slabs come from the
-/// high end and page runs from the low end, so that the two kinds of
+/// Which end of free memory a block is taken from: the lowest or highest
+/// free block of the smallest order that fits. Slabs come from the high
+/// end and page runs from the low end, so that the two kinds of
 /// allocation, which live on different time scales, do not interleave and
 /// large free blocks survive between them (grouping by mobility, as Linux
 /// does by pageblock).
@@ -21,15 +23,13 @@ pub(crate) enum Placement {
     High,
 }
 
-/// Free blocks a pick looks at (the placement is best effort: O(1)).
-const PICK_SCAN: usize = 8;
-
-/// Free lists and metadata of one section. See `PageMeta` for B1..B4.
+/// Free blocks and metadata of one section. See `PageMeta` for B1..B4 and
+/// `FreeMap` for F1..F4.
 ///
 /// Further invariants:
-/// - B5: bit `k` of `nonempty_orders` is set iff `free_heads[k] != NIL`.
-/// - B6: `free_pages` is the sum of `1 << order` over the blocks on the
-///   free lists.
+/// - B5: bit `k` of `nonempty_orders` is set iff a block of order `k` is
+///   free.
+/// - B6: `free_pages` is the sum of `1 << order` over the free blocks.
 /// - B7: `meta` points to `nr_pages` initialised `PageMeta`s that nothing
 ///   else writes except through this section (and the slab owner through
 ///   `PageMeta` atomics it has been given by the buddy). It is derived from
@@ -47,7 +47,7 @@ pub(crate) struct Section {
     /// Whether all of this section's memory lies below the lowmem limit.
     pub(crate) lowmem: bool,
     pub(crate) meta: NonNull<PageMeta>,
-    free_heads: [u32; NR_ORDERS],
+    free: FreeMap,
     nonempty_orders: u32,
     pub(crate) free_pages: usize,
 }
@@ -63,11 +63,15 @@ impl Section {
     /// # Safety
     /// - `meta` is valid for writes of `nr_pages` `PageMeta`s, suitably
     ///   aligned, and is used for nothing else while the section lives.
+    /// - `map` is valid for reads and writes of
+    ///   `FreeMap::words_for(nr_pages)` aligned `u64`s, used for nothing
+    ///   else while the section lives.
     /// - `nr_pages < u32::MAX`.
     pub(crate) unsafe fn new(
         base_pfn: usize,
         nr_pages: usize,
         meta: NonNull<PageMeta>,
+        map: NonNull<u64>,
         region: (usize, usize),
         lowmem: bool,
     ) -> Self {
@@ -84,7 +88,8 @@ impl Section {
             region_end: region.1,
             lowmem,
             meta,
-            free_heads: [NIL; NR_ORDERS],
+            // SAFETY: forwarded caller contract for `map`.
+            free: unsafe { FreeMap::new(map, base_pfn, nr_pages) },
             nonempty_orders: 0,
             free_pages: 0,
         };
@@ -134,35 +139,19 @@ impl Section {
     }
 
     fn push_free(&mut self, idx: usize, order: u32) {
-        let head = self.free_heads[order as usize];
-        let m = self.meta(idx);
-        m.make_free(order);
-        m.set_prev(NIL);
-        m.set_next(head);
-        if head != NIL {
-            self.meta(head as usize).set_prev(idx as u32);
-        }
-        self.free_heads[order as usize] = idx as u32;
+        self.meta(idx).make_free(order);
+        self.free.insert(idx, order);
         self.nonempty_orders |= 1 << order;
         self.free_pages += 1 << order;
     }
 
-    /// Unlinks the free block at `idx` and marks its head `Tail`.
+    /// Takes the free block at `idx` off the map and marks its head `Tail`.
     fn remove_free(&mut self, idx: usize, order: u32) {
         let m = self.meta(idx);
-        debug_assert!(m.is_free(order));
-        let (prev, next) = (m.prev(), m.next());
+        debug_assert!(m.is_free(order) && self.free.contains(idx, order));
         m.make_tail();
-        if prev == NIL {
-            self.free_heads[order as usize] = next;
-            if next == NIL {
-                self.nonempty_orders &= !(1 << order);
-            }
-        } else {
-            self.meta(prev as usize).set_next(next);
-        }
-        if next != NIL {
-            self.meta(next as usize).set_prev(prev);
+        if self.free.remove(idx, order) {
+            self.nonempty_orders &= !(1 << order);
         }
         self.free_pages -= 1 << order;
     }
@@ -208,46 +197,44 @@ impl Section {
         (self.nonempty_orders != 0).then(|| 31 - self.nonempty_orders.leading_zeros())
     }
 
-    /// Free blocks of `order` (walks one list: statistics only).
+    /// Free blocks of `order` (walks its bitmap: statistics only).
     pub(crate) fn count_free_blocks(&self, order: u32) -> usize {
-        let mut n = 0;
-        let mut cur = self.free_heads[order as usize];
-        while cur != NIL {
-            n += 1;
-            cur = self.meta(cur as usize).next();
-        }
-        n
+        self.free
+            .iter(order, |i| self.meta(i).is_free(order))
+            .count()
     }
 
-    /// The block to take from the free list of `order`: of its first
-    /// `PICK_SCAN` blocks, the one nearest the `placement`'s end. The list
-    /// must not be empty.
+    /// The free block of `order` nearest the `placement`'s end. Some block
+    /// of `order` must be free.
     fn pick(&self, order: u32, placement: Placement) -> usize {
-        let mut cur = self.free_heads[order as usize];
-        let mut best = cur;
-        for _ in 1..PICK_SCAN {
-            cur = self.meta(cur as usize).next();
-            if cur == NIL {
-                break;
-            }
-            if (placement == Placement::Low) == (cur < best) {
-                best = cur;
-            }
-        }
-        best as usize
+        let is_free = |i| self.meta(i).is_free(order);
+        let found = match placement {
+            Placement::Low => self.free.lowest(order, is_free),
+            Placement::High => self.free.highest(order, is_free),
+        };
+        found.expect("B5: the order has a free block")
     }
 
-    /// Takes a naturally aligned block of `order` pages, splitting the
-    /// smallest larger one if needed and keeping the half at the
-    /// `placement`'s end. O(MAX_ORDER + PICK_SCAN). Its pages are all
-    /// `Tail` on return.
+    /// Takes a naturally aligned block of `order` pages: of the free blocks
+    /// of every order that fits, the one nearest the `placement`'s end
+    /// (address-ordered first fit), split down to `order` keeping the half
+    /// at that end. Splitting a low large block rather than taking a small
+    /// high one keeps each kind of allocation packed at its end, so what
+    /// lies between stays in large blocks and freed memory is reused
+    /// before memory never touched. O(orders × bitmap levels). Its pages
+    /// are all `Tail` on return.
     pub(crate) fn alloc_block(&mut self, order: u32, placement: Placement) -> Option<usize> {
-        let candidates = self.nonempty_orders >> order;
-        if candidates == 0 {
-            return None;
+        let mut orders = self.nonempty_orders >> order << order;
+        let mut best: Option<(u32, usize)> = None;
+        while orders != 0 {
+            let o = orders.trailing_zeros();
+            orders &= orders - 1;
+            let idx = self.pick(o, placement);
+            if best.is_none_or(|(_, b)| (placement == Placement::Low) == (idx < b)) {
+                best = Some((o, idx));
+            }
         }
-        let mut cur_order = order + candidates.trailing_zeros();
-        let mut idx = self.pick(cur_order, placement);
+        let (mut cur_order, mut idx) = best?;
         self.remove_free(idx, cur_order);
         while cur_order > order {
             cur_order -= 1;
@@ -330,9 +317,7 @@ impl Section {
             .saturating_sub(1)
             .min(MAX_ORDER as u32);
         for order in (min_order..=MAX_ORDER as u32).rev() {
-            let mut cur = self.free_heads[order as usize];
-            while cur != NIL {
-                let block = cur as usize;
+            for block in self.free.iter(order, |i| self.meta(i).is_free(order)) {
                 let mut start = block;
                 while let Some((head, _)) = start
                     .checked_sub(1)
@@ -351,13 +336,12 @@ impl Section {
                 if first + count <= end {
                     return Some(first);
                 }
-                cur = self.meta(block).next();
             }
         }
         None
     }
 
-    /// Takes exactly the pages `[idx, idx + pages)` off the free lists, or
+    /// Takes exactly the pages `[idx, idx + pages)` off the free map, or
     /// nothing if one of them is not free. Pages taken are `Tail`.
     /// O(pages / block + MAX_ORDER) per block touched.
     pub(crate) fn take_range(&mut self, idx: usize, pages: usize) -> bool {
@@ -382,35 +366,28 @@ impl Section {
         true
     }
 
-    /// Checks B1, B2 (for free blocks), B4, B5 and B6; panics on a
+    /// Checks B1, B2 (for free blocks), B4, B5, B6 and F1, F2, F4; panics on a
     /// violation.
     pub(crate) fn check_invariants(&self) {
+        self.free.check_summaries();
         let mut free_pages = 0;
+        let mut listed = 0;
         for order in 0..NR_ORDERS as u32 {
-            let mut cur = self.free_heads[order as usize];
             assert_eq!(
-                cur != NIL,
+                self.free.any(order),
                 self.nonempty_orders & (1 << order) != 0,
                 "B5 order {order}"
             );
-            let mut prev = NIL;
-            while cur != NIL {
-                let idx = cur as usize;
+            for idx in self.free.iter(order, |i| self.meta(i).is_free(order)) {
                 let m = self.meta(idx);
-                assert!(
-                    m.is_free(order),
-                    "B1: page {idx} on list {order} is {:?}",
-                    m.kind()
-                );
-                assert_eq!(m.prev(), prev, "B1: broken prev link at {idx}");
-                assert_eq!(
-                    (self.base_pfn + idx) % (1 << order),
-                    0,
-                    "B1: misaligned block {idx}"
-                );
                 assert!(
                     idx + (1 << order) <= self.nr_pages,
                     "B1: block {idx} past section end"
+                );
+                assert!(
+                    m.is_free(order),
+                    "F1: page {idx} marked free at order {order} is {:?}",
+                    m.kind()
                 );
                 for t in idx + 1..idx + (1 << order) {
                     assert_eq!(
@@ -419,9 +396,18 @@ impl Section {
                         "B2: page {t} in free block {idx}"
                     );
                 }
+                let buddy = ((self.base_pfn + idx) ^ (1 << order)).checked_sub(self.base_pfn);
+                if let Some(buddy) = buddy
+                    && order < MAX_ORDER as u32
+                    && buddy + (1 << order) <= self.nr_pages
+                {
+                    assert!(
+                        !self.meta(buddy).is_free(order),
+                        "F4: buddies {idx} and {buddy} both free at order {order}"
+                    );
+                }
                 free_pages += 1 << order;
-                prev = cur;
-                cur = m.next();
+                listed += 1;
             }
         }
         assert_eq!(free_pages, self.free_pages, "B6");
@@ -449,9 +435,6 @@ impl Section {
                 _ => {}
             }
         }
-        let listed: usize = (0..NR_ORDERS as u32)
-            .map(|o| self.count_free_blocks(o))
-            .sum();
-        assert_eq!(free_heads, listed, "B1: a Free page is on no list");
+        assert_eq!(free_heads, listed, "F1: a Free page is not marked free");
     }
 }
