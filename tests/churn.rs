@@ -70,11 +70,22 @@ fn cached_bytes(heap: &GlobalAllocator<PAGE>) -> (usize, usize) {
     (pages, slab_free)
 }
 
-fn sample(heap: &GlobalAllocator<PAGE>, t0: Instant, csv: &mut String) -> usize {
+/// One sample: the largest free block, and its share of free memory if the
+/// heap is 15..25 % allocated (issue 13's "at 20 % load").
+struct Sample {
+    largest_pages: usize,
+    at_20_percent: Option<f64>,
+}
+
+fn sample(heap: &GlobalAllocator<PAGE>, t0: Instant, csv: &mut String) -> Sample {
     let largest = heap.largest_free_block_pages();
     let per_order = heap.free_blocks_per_order();
     let free_pages: usize = per_order.iter().enumerate().map(|(o, n)| n << o).sum();
     let st = heap.stats();
+    let load = st.allocated_bytes as f64 / heap.managed_bytes() as f64;
+    let at_20_percent = (0.15..=0.25)
+        .contains(&load)
+        .then(|| largest as f64 / free_pages.max(1) as f64);
     let (page_cache, slab_free) = cached_bytes(heap);
     write!(
         csv,
@@ -89,7 +100,10 @@ fn sample(heap: &GlobalAllocator<PAGE>, t0: Instant, csv: &mut String) -> usize 
         write!(csv, ",{n}").unwrap();
     }
     csv.push('\n');
-    largest
+    Sample {
+        largest_pages: largest,
+        at_20_percent,
+    }
 }
 
 /// Runs the churn for `secs`, sampling every `interval`; returns the CSV.
@@ -113,6 +127,7 @@ fn churn(secs: f64, interval: Duration) -> String {
     let stop = AtomicBool::new(false);
     let (txs, rxs): (Vec<_>, Vec<_>) = (0..THREADS).map(|_| mpsc::channel::<Block>()).unzip();
     let mut min_largest = initial_largest;
+    let mut at_20_percent = Vec::new();
     std::thread::scope(|s| {
         for (t, rx) in rxs.into_iter().enumerate() {
             let tx = txs[(t + 1) % THREADS].clone();
@@ -169,7 +184,9 @@ fn churn(secs: f64, interval: Duration) -> String {
         drop(txs);
         while t0.elapsed().as_secs_f64() < secs {
             std::thread::sleep(interval);
-            min_largest = min_largest.min(sample(&heap, t0, &mut csv));
+            let s = sample(&heap, t0, &mut csv);
+            min_largest = min_largest.min(s.largest_pages);
+            at_20_percent.extend(s.at_20_percent);
         }
         stop.store(true, Ordering::Relaxed);
     });
@@ -178,7 +195,7 @@ fn churn(secs: f64, interval: Duration) -> String {
     assert!(st.remote_frees > 0, "{st:?}");
     sample(&heap, t0, &mut csv);
     heap.drain_all();
-    let end_largest = sample(&heap, t0, &mut csv);
+    let end_largest = sample(&heap, t0, &mut csv).largest_pages;
     heap.check_invariants();
     assert_eq!(heap.stats().live_objects, 0);
     assert_eq!(heap.allocated_bytes(), baseline, "{:?}", heap.stats());
@@ -193,6 +210,16 @@ fn churn(secs: f64, interval: Duration) -> String {
         (min_largest * PAGE) >> 10,
         (end_largest * PAGE) >> 20
     );
+    at_20_percent.sort_by(f64::total_cmp);
+    if let (Some(worst), Some(median)) = (
+        at_20_percent.first(),
+        at_20_percent.get(at_20_percent.len() / 2),
+    ) {
+        println!(
+            "churn: {} samples at 15-25 % load; largest free block / free memory: worst {worst:.3}, median {median:.3}",
+            at_20_percent.len()
+        );
+    }
     csv
 }
 
