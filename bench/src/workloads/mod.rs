@@ -1,7 +1,9 @@
-//! Workloads a–h (see `shared/reference/anchors.md`), each generic over [`BenchAlloc`] so every
-//! allocator runs the same monomorphised loop with no dynamic dispatch in the timed path.
+//! Workloads a–h (see `shared/reference/anchors.md`) and r (issue 15), each generic over
+//! [`BenchAlloc`] so every allocator runs the same monomorphised loop with no dynamic dispatch
+//! in the timed path.
 //!
 //! - [`throughput`]: a–e, timed rounds of operation pairs;
+//! - [`realloc`]: r, blocks grown by doubling through the allocator's realloc path;
 //! - [`latency`]: g, single-operation latency percentiles;
 //! - [`efficiency`]: f1, f2 and h, deterministic space measurements.
 //!
@@ -13,6 +15,7 @@
 
 pub mod efficiency;
 pub mod latency;
+pub mod realloc;
 pub mod throughput;
 
 use core::alloc::Layout;
@@ -44,11 +47,12 @@ pub enum Metric {
     GFreeP99,
     GFreeP999,
     H,
+    R,
 }
 
 impl Metric {
     /// All metrics in table order.
-    pub const ALL: [Metric; 16] = [
+    pub const ALL: [Metric; 17] = [
         Metric::A,
         Metric::B,
         Metric::C,
@@ -65,6 +69,7 @@ impl Metric {
         Metric::GFreeP99,
         Metric::GFreeP999,
         Metric::H,
+        Metric::R,
     ];
 
     /// Short row key (also the plot label).
@@ -86,6 +91,7 @@ impl Metric {
             Metric::GFreeP99 => "g free p99",
             Metric::GFreeP999 => "g free p99.9",
             Metric::H => "h",
+            Metric::R => "r",
         }
     }
 
@@ -108,6 +114,7 @@ impl Metric {
             Metric::GFreeP99 => "latency of one free (b pattern), p99",
             Metric::GFreeP999 => "latency of one free (b pattern), p99.9",
             Metric::H => "metadata overhead per managed 4 KiB page",
+            Metric::R => "realloc growth: 8 blocks doubled together from 8 B to 256 KiB",
         }
     }
 
@@ -121,13 +128,14 @@ impl Metric {
             | Metric::DCpu
             | Metric::E
             | Metric::ECpu => "ns/pair",
+            Metric::R => "ns/realloc",
             Metric::F1 | Metric::F2 => "% of arena",
             Metric::H => "B/page",
             _ => "ns",
         }
     }
 
-    /// The project's goal for this metric (from `anchors.md`), if it has one.
+    /// The project's absolute goal for this metric (from `anchors.md`), if it has one.
     pub fn goal(self) -> Option<f64> {
         match self {
             Metric::A => Some(5.0),
@@ -136,6 +144,15 @@ impl Metric {
             Metric::D => Some(40.0),
             Metric::E => Some(90.0),
             Metric::F1 => Some(88.0),
+            _ => None,
+        }
+    }
+
+    /// The project's goal for this metric as a multiple of the best peer's median (issue 15),
+    /// if it has one; the report turns it into a value once the peers are measured.
+    pub fn goal_vs_best_peer(self) -> Option<f64> {
+        match self {
+            Metric::R => Some(1.0),
             _ => None,
         }
     }
@@ -234,6 +251,15 @@ pub trait TimedRun {
     /// CPU time all threads of the last round spent (multi-threaded runs only).
     fn last_round_cpu_time(&self) -> Option<Duration> {
         None
+    }
+}
+
+/// Prepares timed workload `workload` (one of `a`..=`e`, `r`) for allocator `A`.
+pub fn prepare_timed<A: BenchAlloc>(workload: char, cfg: &Config) -> Box<dyn TimedRun> {
+    match workload {
+        'a'..='e' => throughput::prepare::<A>(workload, cfg),
+        'r' => Box::new(realloc::Growth::<A>::new(cfg)),
+        _ => unreachable!("not a timed workload: {workload}"),
     }
 }
 
