@@ -1,5 +1,5 @@
 //! `bsa-bench`: side-by-side host benchmark of buddy-slab-allocator, its published seed and
-//! peer allocators, on workloads a–h of `shared/reference/anchors.md` and r of issue 15.
+//! peer allocators, on workloads a–h of `shared/reference/anchors.md` and r, l of issue 15.
 //!
 //! ```text
 //! bsa-bench [--smoke] [--trials N] [--only a,b,...] [--allocators name,...] [--out DIR]
@@ -54,7 +54,7 @@ const USAGE: &str =
     "usage: bsa-bench [--smoke] [--trials N] [--only a,b,...] [--allocators name,...] [--out DIR]
   --smoke        tiny sizes, one trial (CI: checks the harness builds and runs)
   --trials N     timed trials per workload, median reported (default 11)
-  --only LIST    workloads to run, from a,b,c,d,e,f,g,h,r (default all)
+  --only LIST    workloads to run, from a,b,c,d,e,f,g,h,r,l (default all)
   --allocators L allocators to run by name (default all; see the list printed at start)
   --out DIR      results folder (default bench/results)
   --fixed-ops N  N operation pairs per round instead of calibrating by time (profiling
@@ -64,7 +64,7 @@ const USAGE: &str =
 const DEFAULT_TRIALS: usize = 11;
 
 /// Every workload letter, in run order.
-const WORKLOADS: &str = "abcdefghr";
+const WORKLOADS: &str = "abcdefghrl";
 
 fn parse_args() -> Result<Options, String> {
     let mut options = Options {
@@ -173,6 +173,7 @@ fn throughput_metric(workload: char) -> Metric {
         'd' => Metric::D,
         'e' => Metric::E,
         'r' => Metric::R,
+        'l' => Metric::L,
         _ => unreachable!("not a throughput workload: {workload}"),
     }
 }
@@ -188,6 +189,7 @@ fn cpu_metric(workload: char) -> Option<Metric> {
     match workload {
         'd' => Some(Metric::DCpu),
         'e' => Some(Metric::ECpu),
+        'l' => Some(Metric::LCpu),
         _ => None,
     }
 }
@@ -315,7 +317,7 @@ fn run_workload(
     results: &mut Results,
 ) {
     let metrics: Vec<Metric> = match workload {
-        'a'..='e' | 'r' => {
+        'a'..='e' | 'r' | 'l' => {
             run_throughput(workload, selected, cfg, results);
             [Some(throughput_metric(workload)), cpu_metric(workload)]
                 .into_iter()
@@ -506,11 +508,16 @@ fn notes(cfg: &Config, clock: &TickClock, elapsed: Duration, load: (&str, &str))
              per doubling through each allocator's realloc (talc, rlsf, glibc, mimalloc and ours \
              their own, in place where they can; the seed, buddy_system, linked_list and ax-* \
              allocate, copy and free, as their GlobalAlloc does), then freed; ns per realloc, the \
-             first allocation and the final free included. \
-             Goal: at most the best peer's median (1.0x).",
+             first allocation and the final free included. l: {} threads pinned to CPUs 0 and 1 \
+             share a pool of {} slots; each replacement frees the object of a random slot \
+             (allocated by either thread) and stores a new one of 8..256 B (7 in 8) or \
+             257..2048 B; `l` is wall-clock, `l cpu` both threads' CPU time, per replacement. \
+             Goal of r and l: at most the best peer's median (1.0x).",
             workloads::realloc::GROWTH_BLOCKS,
             workloads::realloc::GROWTH_FIRST_BYTES,
             workloads::realloc::GROWTH_LAST_BYTES >> 10,
+            workloads::server::SERVER_THREADS,
+            cfg.live_blocks,
         ),
         "Single-threaded peers (talc, rlsf, buddy_system, linked_list, ax-*) sit behind spin::Mutex; \
          ax-* are axallocator 0.2 byte allocators given the whole arena (no bitmap page layer). \

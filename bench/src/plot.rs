@@ -14,7 +14,7 @@ use crate::{
 };
 
 /// Metrics that get a panel (the g rows are summarised by their p50 and p99.9).
-const PLOTTED: [Metric; 14] = [
+const PLOTTED: [Metric; 16] = [
     Metric::A,
     Metric::B,
     Metric::C,
@@ -29,6 +29,8 @@ const PLOTTED: [Metric; 14] = [
     Metric::GFreeP999,
     Metric::H,
     Metric::R,
+    Metric::L,
+    Metric::LCpu,
 ];
 
 /// Panel grid columns (one cell after the panels is the legend).
@@ -59,6 +61,8 @@ fn short_title(metric: Metric) -> &'static str {
         Metric::GFreeP999 => "one free, p99.9",
         Metric::H => "metadata per 4 KiB page",
         Metric::R => "realloc growth, 8 B to 256 KiB",
+        Metric::L => "larson server, 2 threads",
+        Metric::LCpu => "l: CPU time of both threads",
     }
 }
 

@@ -1,9 +1,10 @@
-//! Workloads a–h (see `shared/reference/anchors.md`) and r (issue 15), each generic over
+//! Workloads a–h (see `shared/reference/anchors.md`) and r, l (issue 15), each generic over
 //! [`BenchAlloc`] so every allocator runs the same monomorphised loop with no dynamic dispatch
 //! in the timed path.
 //!
 //! - [`throughput`]: a–e, timed rounds of operation pairs;
 //! - [`realloc`]: r, blocks grown by doubling through the allocator's realloc path;
+//! - [`server`]: l, a larson-style server, threads replacing objects in a shared pool;
 //! - [`latency`]: g, single-operation latency percentiles;
 //! - [`efficiency`]: f1, f2 and h, deterministic space measurements.
 //!
@@ -16,6 +17,7 @@
 pub mod efficiency;
 pub mod latency;
 pub mod realloc;
+pub mod server;
 pub mod throughput;
 
 use core::alloc::Layout;
@@ -48,11 +50,13 @@ pub enum Metric {
     GFreeP999,
     H,
     R,
+    L,
+    LCpu,
 }
 
 impl Metric {
     /// All metrics in table order.
-    pub const ALL: [Metric; 17] = [
+    pub const ALL: [Metric; 19] = [
         Metric::A,
         Metric::B,
         Metric::C,
@@ -70,6 +74,8 @@ impl Metric {
         Metric::GFreeP999,
         Metric::H,
         Metric::R,
+        Metric::L,
+        Metric::LCpu,
     ];
 
     /// Short row key (also the plot label).
@@ -92,6 +98,8 @@ impl Metric {
             Metric::GFreeP999 => "g free p99.9",
             Metric::H => "h",
             Metric::R => "r",
+            Metric::L => "l",
+            Metric::LCpu => "l cpu",
         }
     }
 
@@ -115,6 +123,10 @@ impl Metric {
             Metric::GFreeP999 => "latency of one free (b pattern), p99.9",
             Metric::H => "metadata overhead per managed 4 KiB page",
             Metric::R => "realloc growth: 8 blocks doubled together from 8 B to 256 KiB",
+            Metric::L => {
+                "larson-style server: 2 threads, random-size objects, shared pool (wall clock)"
+            }
+            Metric::LCpu => "as l, CPU time of both threads per replacement",
         }
     }
 
@@ -127,7 +139,9 @@ impl Metric {
             | Metric::D
             | Metric::DCpu
             | Metric::E
-            | Metric::ECpu => "ns/pair",
+            | Metric::ECpu
+            | Metric::L
+            | Metric::LCpu => "ns/pair",
             Metric::R => "ns/realloc",
             Metric::F1 | Metric::F2 => "% of arena",
             Metric::H => "B/page",
@@ -152,7 +166,7 @@ impl Metric {
     /// if it has one; the report turns it into a value once the peers are measured.
     pub fn goal_vs_best_peer(self) -> Option<f64> {
         match self {
-            Metric::R => Some(1.0),
+            Metric::R | Metric::L => Some(1.0),
             _ => None,
         }
     }
@@ -185,7 +199,7 @@ pub struct Config {
     pub talc_method_arena_bytes: usize,
     /// Wall-clock time one timed trial should take; the warm-up calibrates the work to it.
     pub trial_target: Duration,
-    /// Live blocks in b and g.
+    /// Live blocks in b and g; slots of l's shared pool.
     pub live_blocks: usize,
     /// Live pages in c.
     pub live_pages: usize,
@@ -254,11 +268,12 @@ pub trait TimedRun {
     }
 }
 
-/// Prepares timed workload `workload` (one of `a`..=`e`, `r`) for allocator `A`.
+/// Prepares timed workload `workload` (one of `a`..=`e`, `r`, `l`) for allocator `A`.
 pub fn prepare_timed<A: BenchAlloc>(workload: char, cfg: &Config) -> Box<dyn TimedRun> {
     match workload {
         'a'..='e' => throughput::prepare::<A>(workload, cfg),
         'r' => Box::new(realloc::Growth::<A>::new(cfg)),
+        'l' => Box::new(server::Server::<A>::new(cfg)),
         _ => unreachable!("not a timed workload: {workload}"),
     }
 }
