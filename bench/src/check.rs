@@ -3,6 +3,10 @@
 //! freed. Overlapping blocks, blocks handed out twice or memory scribbled on by the allocator
 //! show up as a mismatch, which panics with the allocator's name.
 //!
+//! Blocks grown by realloc (workload r) carry a size-specific tail instead
+//! ([`write_growth_tags`]), and after every realloc the preserved prefix is checked at both
+//! ends ([`check_growth_prefix`]).
+//!
 //! Only the ends are tagged (not the whole block) so that the check costs the same few
 //! nanoseconds for every size and does not drown the allocator's own cost.
 
@@ -104,6 +108,76 @@ pub unsafe fn check_head(ptr: *const u8, size_bytes: usize, tag: u64, allocator:
     unsafe { check_tag(ptr, size_bytes.min(8), tag, allocator) }
 }
 
+/// Tail word of a block grown by realloc, at `size_bytes`: it differs per size, so a stale copy
+/// of an earlier, smaller stage of the same block fails [`check_growth_prefix`].
+#[inline(always)]
+fn growth_tail(tag: u64, size_bytes: usize) -> u64 {
+    !tag ^ (size_bytes as u64).wrapping_mul(0xD6E8_FEB8_6659_FD93)
+}
+
+/// Writes `tag` into the first 8 bytes of a block that grows by realloc and the size-specific
+/// [`growth_tail`] into its last 8 (a block of 8 bytes holds the head only).
+///
+/// # Safety
+/// - `ptr` must be valid for writes of `size_bytes` bytes, `size_bytes >= 8`.
+#[inline(always)]
+pub unsafe fn write_growth_tags(ptr: *mut u8, size_bytes: usize, tag: u64) {
+    debug_assert!(size_bytes >= 8);
+    // SAFETY: both writes stay inside `ptr..ptr + size_bytes` (caller contract).
+    unsafe {
+        ptr.cast::<u64>().write_unaligned(tag);
+        if size_bytes >= 16 {
+            ptr.add(size_bytes - 8)
+                .cast::<u64>()
+                .write_unaligned(growth_tail(tag, size_bytes));
+        }
+    }
+}
+
+/// Checks that the first `preserved_bytes` of a block still hold what [`write_growth_tags`]
+/// wrote at that size: its first 8 bytes and the last 8 of the preserved prefix. Panics naming
+/// `allocator` on a mismatch.
+///
+/// # Safety
+/// - `ptr` must be valid for reads of `preserved_bytes` bytes, `preserved_bytes >= 8`.
+#[inline(always)]
+pub unsafe fn check_growth_prefix(
+    ptr: *const u8,
+    preserved_bytes: usize,
+    tag: u64,
+    allocator: &str,
+) {
+    debug_assert!(preserved_bytes >= 8);
+    // SAFETY: both reads stay inside `ptr..ptr + preserved_bytes` (caller contract).
+    let (head_ok, tail_ok) = unsafe {
+        (
+            ptr.cast::<u64>().read_unaligned() == tag,
+            preserved_bytes < 16
+                || ptr.add(preserved_bytes - 8).cast::<u64>().read_unaligned()
+                    == growth_tail(tag, preserved_bytes),
+        )
+    };
+    if !(head_ok && tail_ok) {
+        lost_prefix(ptr, preserved_bytes, head_ok, tail_ok, allocator);
+    }
+}
+
+/// The panic of [`check_growth_prefix`], out of line (see [`bad_block`]).
+#[cold]
+#[inline(never)]
+fn lost_prefix(
+    ptr: *const u8,
+    preserved_bytes: usize,
+    head_ok: bool,
+    tail_ok: bool,
+    allocator: &str,
+) -> ! {
+    panic!(
+        "{allocator}: block {ptr:p} does not hold its first {preserved_bytes} B after realloc \
+         (first 8 bytes ok: {head_ok}, last preserved 8 bytes ok: {tail_ok})"
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,6 +206,35 @@ mod tests {
         buffer[63] ^= 1;
         // SAFETY: 64 bytes are in bounds.
         unsafe { check_tag(buffer.as_ptr(), 64, tag, "test") };
+    }
+
+    #[test]
+    fn growth_tags_survive_a_copy_to_a_larger_block() {
+        let mut old = [0u8; 64];
+        let mut new = [0u8; 128];
+        let tag = tag_for(9);
+        // SAFETY: every size is within its buffer.
+        unsafe {
+            write_growth_tags(old.as_mut_ptr(), 64, tag);
+            core::ptr::copy_nonoverlapping(old.as_ptr(), new.as_mut_ptr(), 64);
+            check_growth_prefix(new.as_ptr(), 64, tag, "test");
+            write_growth_tags(new.as_mut_ptr(), 128, tag);
+            check_growth_prefix(new.as_ptr(), 128, tag, "test");
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "after realloc")]
+    fn a_stale_smaller_stage_is_caught() {
+        let mut buffer = [0u8; 64];
+        let tag = tag_for(11);
+        // The block at 32 B, then claimed to have grown to 64 B without the 64 B tags.
+        // SAFETY: every size is within the buffer.
+        unsafe {
+            write_growth_tags(buffer.as_mut_ptr(), 32, tag);
+            buffer[56..64].copy_from_slice(&(!tag).to_le_bytes());
+            check_growth_prefix(buffer.as_ptr(), 64, tag, "test");
+        }
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! `bsa-bench`: side-by-side host benchmark of buddy-slab-allocator, its published seed and
-//! peer allocators, on workloads a–h of `shared/reference/anchors.md`.
+//! peer allocators, on workloads a–h of `shared/reference/anchors.md` and r, l of issue 15.
 //!
 //! ```text
 //! bsa-bench [--smoke] [--trials N] [--only a,b,...] [--allocators name,...] [--out DIR]
@@ -54,7 +54,7 @@ const USAGE: &str =
     "usage: bsa-bench [--smoke] [--trials N] [--only a,b,...] [--allocators name,...] [--out DIR]
   --smoke        tiny sizes, one trial (CI: checks the harness builds and runs)
   --trials N     timed trials per workload, median reported (default 11)
-  --only LIST    workloads to run, from a,b,c,d,e,f,g,h (default all)
+  --only LIST    workloads to run, from a,b,c,d,e,f,g,h,r,l (default all)
   --allocators L allocators to run by name (default all; see the list printed at start)
   --out DIR      results folder (default bench/results)
   --fixed-ops N  N operation pairs per round instead of calibrating by time (profiling
@@ -63,11 +63,14 @@ const USAGE: &str =
 /// Default trials of a full run.
 const DEFAULT_TRIALS: usize = 11;
 
+/// Every workload letter, in run order.
+const WORKLOADS: &str = "abcdefghrl";
+
 fn parse_args() -> Result<Options, String> {
     let mut options = Options {
         smoke: false,
         trials: None,
-        only: "abcdefgh".chars().collect(),
+        only: WORKLOADS.chars().collect(),
         allocators: Vec::new(),
         out_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/results")),
         fixed_ops: None,
@@ -92,7 +95,7 @@ fn parse_args() -> Result<Options, String> {
                     .split(',')
                     .filter_map(|w| w.trim().chars().next())
                     .collect();
-                if let Some(bad) = options.only.iter().find(|c| !"abcdefgh".contains(**c)) {
+                if let Some(bad) = options.only.iter().find(|c| !WORKLOADS.contains(**c)) {
                     return Err(format!("--only: unknown workload {bad:?}"));
                 }
             }
@@ -133,7 +136,7 @@ impl Entry {
         Self {
             name: A::NAME,
             uses_arena: A::USES_ARENA,
-            prepare_timed: workloads::throughput::prepare::<A>,
+            prepare_timed: workloads::prepare_timed::<A>,
             prepare_latency: workloads::latency::prepare::<A>,
             f1: workloads::efficiency::workload_f1::<A>,
             f2: workloads::efficiency::workload_f2::<A>,
@@ -169,6 +172,8 @@ fn throughput_metric(workload: char) -> Metric {
         'c' => Metric::C,
         'd' => Metric::D,
         'e' => Metric::E,
+        'r' => Metric::R,
+        'l' => Metric::L,
         _ => unreachable!("not a throughput workload: {workload}"),
     }
 }
@@ -184,6 +189,7 @@ fn cpu_metric(workload: char) -> Option<Metric> {
     match workload {
         'd' => Some(Metric::DCpu),
         'e' => Some(Metric::ECpu),
+        'l' => Some(Metric::LCpu),
         _ => None,
     }
 }
@@ -311,7 +317,7 @@ fn run_workload(
     results: &mut Results,
 ) {
     let metrics: Vec<Metric> = match workload {
-        'a'..='e' => {
+        'a'..='e' | 'r' | 'l' => {
             run_throughput(workload, selected, cfg, results);
             [Some(throughput_metric(workload)), cpu_metric(workload)]
                 .into_iter()
@@ -484,7 +490,9 @@ fn notes(cfg: &Config, clock: &TickClock, elapsed: Duration, load: (&str, &str))
             cfg.efficiency_trials,
         ),
         "Every block is tagged (first and last 8 bytes) after allocation and checked before it is \
-         freed; a mismatch aborts the run. The check is inside the timed loops for every allocator."
+         freed; in r, after every realloc the first 8 bytes and the last 8 of the preserved prefix \
+         are checked and the new tail tagged. A mismatch aborts the run. The check is inside the \
+         timed loops for every allocator."
             .into(),
         format!(
             "b/g: {} live blocks; c: {} pages live per round (page API for seed/ours, \
@@ -494,6 +502,22 @@ fn notes(cfg: &Config, clock: &TickClock, elapsed: Duration, load: (&str, &str))
              CPU time of both threads (CLOCK_THREAD_CPUTIME_ID) per pair, which other load on the \
              machine disturbs less.",
             cfg.live_blocks, cfg.live_pages, cfg.batch_objects
+        ),
+        format!(
+            "r: {} blocks grown together by doubling from {} B to {} KiB, one realloc per block \
+             per doubling through each allocator's realloc (talc, rlsf, glibc, mimalloc and ours \
+             their own, in place where they can; the seed, buddy_system, linked_list and ax-* \
+             allocate, copy and free, as their GlobalAlloc does), then freed; ns per realloc, the \
+             first allocation and the final free included. l: {} threads pinned to CPUs 0 and 1 \
+             share a pool of {} slots; each replacement frees the object of a random slot \
+             (allocated by either thread) and stores a new one of 8..256 B (7 in 8) or \
+             257..2048 B; `l` is wall-clock, `l cpu` both threads' CPU time, per replacement. \
+             Goal of r and l: at most the best peer's median (1.0x).",
+            workloads::realloc::GROWTH_BLOCKS,
+            workloads::realloc::GROWTH_FIRST_BYTES,
+            workloads::realloc::GROWTH_LAST_BYTES >> 10,
+            workloads::server::SERVER_THREADS,
+            cfg.live_blocks,
         ),
         "Single-threaded peers (talc, rlsf, buddy_system, linked_list, ax-*) sit behind spin::Mutex; \
          ax-* are axallocator 0.2 byte allocators given the whole arena (no bitmap page layer). \

@@ -14,7 +14,7 @@ use crate::{
 };
 
 /// Metrics that get a panel (the g rows are summarised by their p50 and p99.9).
-const PLOTTED: [Metric; 13] = [
+const PLOTTED: [Metric; 16] = [
     Metric::A,
     Metric::B,
     Metric::C,
@@ -28,6 +28,9 @@ const PLOTTED: [Metric; 13] = [
     Metric::GAllocP999,
     Metric::GFreeP999,
     Metric::H,
+    Metric::R,
+    Metric::L,
+    Metric::LCpu,
 ];
 
 /// Panel grid columns (one cell after the panels is the legend).
@@ -57,6 +60,9 @@ fn short_title(metric: Metric) -> &'static str {
         Metric::GFreeP99 => "one free, p99",
         Metric::GFreeP999 => "one free, p99.9",
         Metric::H => "metadata per 4 KiB page",
+        Metric::R => "realloc growth, 8 B to 256 KiB",
+        Metric::L => "larson server, 2 threads",
+        Metric::LCpu => "l: CPU time of both threads",
     }
 }
 
@@ -202,7 +208,7 @@ where
             label_font.clone(),
         )
     }))?;
-    if let Some(goal) = metric.goal() {
+    if let Some(goal) = results.goal_value(metric) {
         let y = to_axis(goal);
         chart.draw_series(LineSeries::new(
             [(0.0, y), (results.allocators.len() as f64, y)],

@@ -85,6 +85,14 @@ impl Results {
                 }
             })
     }
+
+    /// The goal of `metric` in this run: its absolute goal, or its multiple of the best
+    /// peer's median here (so it exists only once a peer was measured).
+    pub fn goal_value(&self, metric: Metric) -> Option<f64> {
+        metric
+            .goal()
+            .or_else(|| Some(metric.goal_vs_best_peer()? * self.best_peer(metric)?.1))
+    }
 }
 
 /// Whether `a` beats `b` on `metric`.
@@ -156,17 +164,19 @@ pub fn markdown(results: &Results, info: &RunInfo) -> String {
             };
             let _ = write!(md, " {cell} |");
         }
-        let goal = metric.goal().map_or(String::new(), |g| {
-            format!(
-                "{} {}",
-                if metric.higher_is_better() {
-                    "≥"
-                } else {
-                    "≤"
-                },
-                format_value(g)
-            )
-        });
+        let relation = if metric.higher_is_better() {
+            "≥"
+        } else {
+            "≤"
+        };
+        let goal = match (metric.goal_vs_best_peer(), results.goal_value(metric)) {
+            (Some(factor), Some(g)) => {
+                format!("{relation} {factor:.1}x best peer = {}", format_value(g))
+            }
+            (Some(factor), None) => format!("{relation} {factor:.1}x best peer"),
+            (None, Some(g)) => format!("{relation} {}", format_value(g)),
+            (None, None) => String::new(),
+        };
         let _ = writeln!(md, " {goal} |");
     }
     let _ = writeln!(
@@ -206,7 +216,7 @@ pub fn markdown(results: &Results, info: &RunInfo) -> String {
         );
         if has_ours {
             let ours = results.median(metric, OURS);
-            let met = match (ours, metric.goal()) {
+            let met = match (ours, results.goal_value(metric)) {
                 (Some(v), Some(g)) => {
                     if is_better(metric, v, g) || v == g {
                         "yes"

@@ -1,7 +1,10 @@
-//! Workloads a–h (see `shared/reference/anchors.md`), each generic over [`BenchAlloc`] so every
-//! allocator runs the same monomorphised loop with no dynamic dispatch in the timed path.
+//! Workloads a–h (see `shared/reference/anchors.md`) and r, l (issue 15), each generic over
+//! [`BenchAlloc`] so every allocator runs the same monomorphised loop with no dynamic dispatch
+//! in the timed path.
 //!
 //! - [`throughput`]: a–e, timed rounds of operation pairs;
+//! - [`realloc`]: r, blocks grown by doubling through the allocator's realloc path;
+//! - [`server`]: l, a larson-style server, threads replacing objects in a shared pool;
 //! - [`latency`]: g, single-operation latency percentiles;
 //! - [`efficiency`]: f1, f2 and h, deterministic space measurements.
 //!
@@ -13,6 +16,8 @@
 
 pub mod efficiency;
 pub mod latency;
+pub mod realloc;
+pub mod server;
 pub mod throughput;
 
 use core::alloc::Layout;
@@ -44,11 +49,14 @@ pub enum Metric {
     GFreeP99,
     GFreeP999,
     H,
+    R,
+    L,
+    LCpu,
 }
 
 impl Metric {
     /// All metrics in table order.
-    pub const ALL: [Metric; 16] = [
+    pub const ALL: [Metric; 19] = [
         Metric::A,
         Metric::B,
         Metric::C,
@@ -65,6 +73,9 @@ impl Metric {
         Metric::GFreeP99,
         Metric::GFreeP999,
         Metric::H,
+        Metric::R,
+        Metric::L,
+        Metric::LCpu,
     ];
 
     /// Short row key (also the plot label).
@@ -86,6 +97,9 @@ impl Metric {
             Metric::GFreeP99 => "g free p99",
             Metric::GFreeP999 => "g free p99.9",
             Metric::H => "h",
+            Metric::R => "r",
+            Metric::L => "l",
+            Metric::LCpu => "l cpu",
         }
     }
 
@@ -108,6 +122,11 @@ impl Metric {
             Metric::GFreeP99 => "latency of one free (b pattern), p99",
             Metric::GFreeP999 => "latency of one free (b pattern), p99.9",
             Metric::H => "metadata overhead per managed 4 KiB page",
+            Metric::R => "realloc growth: 8 blocks doubled together from 8 B to 256 KiB",
+            Metric::L => {
+                "larson-style server: 2 threads, random-size objects, shared pool (wall clock)"
+            }
+            Metric::LCpu => "as l, CPU time of both threads per replacement",
         }
     }
 
@@ -120,14 +139,17 @@ impl Metric {
             | Metric::D
             | Metric::DCpu
             | Metric::E
-            | Metric::ECpu => "ns/pair",
+            | Metric::ECpu
+            | Metric::L
+            | Metric::LCpu => "ns/pair",
+            Metric::R => "ns/realloc",
             Metric::F1 | Metric::F2 => "% of arena",
             Metric::H => "B/page",
             _ => "ns",
         }
     }
 
-    /// The project's goal for this metric (from `anchors.md`), if it has one.
+    /// The project's absolute goal for this metric (from `anchors.md`), if it has one.
     pub fn goal(self) -> Option<f64> {
         match self {
             Metric::A => Some(5.0),
@@ -136,6 +158,15 @@ impl Metric {
             Metric::D => Some(40.0),
             Metric::E => Some(90.0),
             Metric::F1 => Some(88.0),
+            _ => None,
+        }
+    }
+
+    /// The project's goal for this metric as a multiple of the best peer's median (issue 15),
+    /// if it has one; the report turns it into a value once the peers are measured.
+    pub fn goal_vs_best_peer(self) -> Option<f64> {
+        match self {
+            Metric::R | Metric::L => Some(1.0),
             _ => None,
         }
     }
@@ -168,7 +199,7 @@ pub struct Config {
     pub talc_method_arena_bytes: usize,
     /// Wall-clock time one timed trial should take; the warm-up calibrates the work to it.
     pub trial_target: Duration,
-    /// Live blocks in b and g.
+    /// Live blocks in b and g; slots of l's shared pool.
     pub live_blocks: usize,
     /// Live pages in c.
     pub live_pages: usize,
@@ -234,6 +265,16 @@ pub trait TimedRun {
     /// CPU time all threads of the last round spent (multi-threaded runs only).
     fn last_round_cpu_time(&self) -> Option<Duration> {
         None
+    }
+}
+
+/// Prepares timed workload `workload` (one of `a`..=`e`, `r`, `l`) for allocator `A`.
+pub fn prepare_timed<A: BenchAlloc>(workload: char, cfg: &Config) -> Box<dyn TimedRun> {
+    match workload {
+        'a'..='e' => throughput::prepare::<A>(workload, cfg),
+        'r' => Box::new(realloc::Growth::<A>::new(cfg)),
+        'l' => Box::new(server::Server::<A>::new(cfg)),
+        _ => unreachable!("not a timed workload: {workload}"),
     }
 }
 
