@@ -168,11 +168,12 @@ impl FreeMap {
 
     /// Marks the block at `idx` of `order` free (F1; by F4 its buddy is
     /// not).
+    #[inline]
     pub(crate) fn insert(&mut self, idx: usize, order: u32) {
-        let tree = self.trees[order as usize];
+        let tree = &self.trees[order as usize];
         let mut pos = self.bit(idx, order);
         for level in 0..tree.levels as usize {
-            let w = self.word(&tree, level, pos >> 6);
+            let w = self.word(tree, level, pos >> 6);
             // SAFETY: a word of this map (F3); `&mut self` is exclusive.
             let old = unsafe { *w };
             debug_assert!(level > 0 || old & (1 << (pos & 63)) == 0);
@@ -187,11 +188,12 @@ impl FreeMap {
 
     /// Clears the block at `idx` of `order` (F1; by F4 its buddy is not
     /// free); returns whether the order has no free block left.
+    #[inline]
     pub(crate) fn remove(&mut self, idx: usize, order: u32) -> bool {
-        let tree = self.trees[order as usize];
+        let tree = &self.trees[order as usize];
         let mut pos = self.bit(idx, order);
         for level in 0..tree.levels as usize {
-            let w = self.word(&tree, level, pos >> 6);
+            let w = self.word(tree, level, pos >> 6);
             // SAFETY: a word of this map (F3); `&mut self` is exclusive.
             let new = unsafe { *w } & !(1 << (pos & 63));
             // SAFETY: as above.

@@ -138,6 +138,7 @@ impl Section {
         align.min(fit).min(MAX_ORDER as u32)
     }
 
+    #[inline]
     fn push_free(&mut self, idx: usize, order: u32) {
         self.meta(idx).make_free(order);
         self.free.insert(idx, order);
@@ -146,6 +147,7 @@ impl Section {
     }
 
     /// Takes the free block at `idx` off the map and marks its head `Tail`.
+    #[inline]
     fn remove_free(&mut self, idx: usize, order: u32) {
         let m = self.meta(idx);
         debug_assert!(m.is_free(order) && self.free.contains(idx, order));
