@@ -396,7 +396,7 @@ impl<'a, const PAGE_SIZE: usize> SlabCpu<'a, PAGE_SIZE> {
             order,
             object_bytes: table.object_bytes(class),
             nr_objects: table.objects_per_slab(class),
-            recip: table.recip(class),
+            inverse: table.inverse(class),
         };
         let base = base.as_ptr();
         let hdr = base

@@ -15,7 +15,7 @@
 //! written by other CPUs). All access goes through `&SlabHeader`, never
 //! `&mut`, so a remote CPU's shared reference never aliases a unique one.
 
-use super::size_class::MAX_OBJECTS;
+use super::size_class::{MAX_OBJECTS, exact_index};
 use crate::debug;
 use crate::sync::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use core::cell::Cell;
@@ -98,12 +98,12 @@ pub(crate) struct SlabHeader {
     /// carved from: `absorb_remote` derives object pointers from it.
     base: AtomicPtr<u8>,
     magic: AtomicUsize,
+    /// C4's inverse of `object_bytes`: `index_of` without a division.
+    inverse: AtomicUsize,
     object_bytes: AtomicU32,
-    recip: AtomicU32,
+    /// `object_bytes.trailing_zeros()`, for `index_of`.
+    shift: AtomicU32,
     nr_objects: AtomicU32,
-    /// `nr_objects * object_bytes`: the bounds check of `index_of` without
-    /// a multiply.
-    span: AtomicU32,
     /// `class | order << 8`.
     class_order: AtomicU32,
     owner_cpu: AtomicU32,
@@ -189,7 +189,8 @@ pub(crate) struct SlabGeometry {
     pub(crate) order: u32,
     pub(crate) object_bytes: usize,
     pub(crate) nr_objects: usize,
-    pub(crate) recip: u32,
+    /// `size_inverse(object_bytes)` (C4).
+    pub(crate) inverse: usize,
 }
 
 /// What made [`SlabHeader::pop`] refuse although the slab has free objects;
@@ -260,10 +261,10 @@ impl SlabHeader {
                 unlinked: Cell::new(geo.nr_objects as u16),
                 base: AtomicPtr::new(base),
                 magic: AtomicUsize::new(MAGIC ^ base.addr()),
+                inverse: AtomicUsize::new(geo.inverse),
                 object_bytes: AtomicU32::new(geo.object_bytes as u32),
-                recip: AtomicU32::new(geo.recip),
+                shift: AtomicU32::new(geo.object_bytes.trailing_zeros()),
                 nr_objects: AtomicU32::new(geo.nr_objects as u32),
-                span: AtomicU32::new((geo.nr_objects * geo.object_bytes) as u32),
                 class_order: AtomicU32::new(geo.class as u32 | (geo.order << 8)),
                 owner_cpu: AtomicU32::new(owner_cpu as u32),
                 alloc_bits: CacheLine([const { Cell::new(0) }; BITMAP_WORDS]),
@@ -354,13 +355,14 @@ impl SlabHeader {
     #[inline(always)]
     fn index_of(&self, obj: usize) -> Result<usize, FreeFault> {
         let off = obj.wrapping_sub(self.base());
-        let size = self.object_bytes();
-        if off >= self.span.load(Ordering::Relaxed) as usize {
-            return Err(FreeFault::NotAnObject);
-        }
-        // C4: exact for every offset inside a slab.
-        let idx = ((off as u64 * self.recip.load(Ordering::Relaxed) as u64) >> 32) as usize;
-        if idx * size != off {
+        // C4: below `nr_objects` exactly for the object boundaries, so one
+        // compare checks both the bounds and the boundary.
+        let idx = exact_index(
+            off,
+            self.inverse.load(Ordering::Relaxed),
+            self.shift.load(Ordering::Relaxed),
+        );
+        if idx >= self.nr_objects() {
             return Err(FreeFault::NotAnObject);
         }
         Ok(idx)
