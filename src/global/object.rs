@@ -8,7 +8,7 @@ use crate::error::{AllocError, AllocResult};
 use crate::fault::{Fault, FaultKind, FreeRejection};
 use crate::platform::Platform;
 use crate::slab::header::{FreeFault, SlabHeader};
-use crate::slab::{ReleasedSlab, SizeClass, SlabAllocResult, SlabCpu};
+use crate::slab::{FastAlloc, ReleasedSlab, SizeClass, SlabAllocResult, SlabCpu};
 use crate::sync::Ordering;
 use core::alloc::Layout;
 use core::ptr::NonNull;
@@ -76,17 +76,19 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
     #[inline]
     pub fn alloc(&self, layout: Layout) -> AllocResult<NonNull<u8>> {
         match self.alloc_fast(layout) {
-            Some(p) => Ok(p),
-            None => self.alloc_slow(layout),
+            Some(FastAlloc::Object(p)) => Ok(p),
+            // One call site: two would merge their results in memory.
+            found => self.alloc_slow(layout, matches!(found, Some(FastAlloc::Unlinked))),
         }
     }
 
     /// The fast path: a pop from the active slab of the current CPU's class.
-    /// `None` (nothing changed) sends the caller to `alloc_slow`. It returns
-    /// a bare pointer in a register: nested results here cost more than the
-    /// pop itself (spilled, then reloaded across a store-forwarding stall).
+    /// `None` (nothing changed) sends the caller to `alloc_slow`, and
+    /// `Unlinked` to `alloc_slow` with `link` set. It returns a bare
+    /// pointer in a register: nested results here cost more than the pop
+    /// itself (spilled, then reloaded across a store-forwarding stall).
     #[inline(always)]
-    fn alloc_fast(&self, layout: Layout) -> Option<NonNull<u8>> {
+    fn alloc_fast(&self, layout: Layout) -> Option<FastAlloc> {
         if !fast(&layout) {
             return None;
         }
@@ -101,12 +103,30 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         })
     }
 
-    /// Every allocation the fast path does not serve: page runs, large
-    /// alignments, the shared slot, slab refills, and pops that found a
-    /// fault.
+    /// The fast path found the active slab's free list empty and unlinked
+    /// objects in it: links a batch of them and pops one, with what the
+    /// fast path checks checked again (the context may have moved).
+    #[inline(always)]
+    fn alloc_linking(&self, layout: Layout) -> Option<NonNull<u8>> {
+        let class = Self::TABLE.class_of_small(layout.size());
+        self.on_own_slot(|s| {
+            if !s.slot.pending.is_empty() {
+                return None;
+            }
+            s.slab().alloc_linking(class)
+        })
+    }
+
+    /// Every allocation the fast path does not serve; `link`: it found
+    /// unlinked objects to link, most often all that is needed.
     #[cold]
     #[inline(never)]
-    fn alloc_slow(&self, layout: Layout) -> AllocResult<NonNull<u8>> {
+    fn alloc_slow(&self, layout: Layout, link: bool) -> AllocResult<NonNull<u8>> {
+        if link && let Some(p) = self.alloc_linking(layout) {
+            return Ok(p);
+        }
+        // Page runs, large alignments, the shared slot, slab refills, and
+        // pops that found a fault.
         if layout.size() == 0 {
             return Err(AllocError::InvalidParam);
         }

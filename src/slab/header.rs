@@ -340,6 +340,13 @@ impl SlabHeader {
         self.nr_allocated.get() as usize
     }
 
+    /// Whether the free list is empty and unlinked objects remain: `pop`
+    /// would link them.
+    #[inline]
+    pub(crate) fn needs_linking(&self) -> bool {
+        self.free_head.get().is_null() && self.unlinked.get() != 0
+    }
+
     #[inline]
     pub(crate) fn has_free(&self) -> bool {
         !self.free_head.get().is_null() || self.unlinked.get() != 0
@@ -374,11 +381,23 @@ impl SlabHeader {
     /// S1 or S3 (a corrupted free list, a stray remote bit): then
     /// [`Self::has_free`] still holds and [`Self::repair`] fixes it. So the
     /// fast path never handles a fault; its caller's slow path does.
-    #[inline(always)]
+    #[inline]
     pub(crate) fn pop(&self) -> Option<*mut u8> {
+        if self.free_head.get().is_null() {
+            return self.pop_unlinked();
+        }
+        self.pop_listed()
+    }
+
+    /// [`Self::pop`] for the fast path: the head of the free list only, so
+    /// it calls nothing and its caller needs no stack frame. `None`,
+    /// changing nothing, also while the list is empty (then `pop` links
+    /// unlinked objects).
+    #[inline(always)]
+    pub(crate) fn pop_listed(&self) -> Option<*mut u8> {
         let obj = self.free_head.get();
         if obj.is_null() {
-            return self.pop_unlinked();
+            return None;
         }
         let idx = self.index_of(obj as usize).ok()?;
         let (w, bit) = word_bit(idx);
@@ -438,7 +457,7 @@ impl SlabHeader {
         }
         self.free_head.set(next);
         self.unlinked.set((unlinked - got) as u16);
-        self.pop()
+        self.pop_listed()
     }
 
     /// Fixes what made [`Self::pop`] refuse while [`Self::has_free`] holds
