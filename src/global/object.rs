@@ -32,6 +32,34 @@ impl ReleaseBatch<'_> {
     }
 }
 
+/// `alloc_slow`'s result: an `AllocResult<NonNull<u8>>` as two scalars,
+/// which come back in two registers (the `Result` is returned through
+/// memory, so the fast path would need a stack frame to call the slow one).
+struct SlowAlloc {
+    /// The object, or `None` and `err`.
+    ptr: Option<NonNull<u8>>,
+    err: AllocError,
+}
+
+impl SlowAlloc {
+    #[inline(always)]
+    fn from(result: AllocResult<NonNull<u8>>) -> Self {
+        match result {
+            Ok(p) => Self {
+                ptr: Some(p),
+                // Unread.
+                err: AllocError::NoMemory,
+            },
+            Err(err) => Self { ptr: None, err },
+        }
+    }
+
+    #[inline(always)]
+    fn into_result(self) -> AllocResult<NonNull<u8>> {
+        self.ptr.ok_or(self.err)
+    }
+}
+
 /// A red zone found written to: the object, the offset, the object size.
 type RedZoneHit = (*mut u8, usize, usize);
 
@@ -73,12 +101,14 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
     /// # Errors
     /// `InvalidParam` for a zero size; `NoMemory` when memory is exhausted
     /// (or before `init`).
-    #[inline]
+    #[inline(always)]
     pub fn alloc(&self, layout: Layout) -> AllocResult<NonNull<u8>> {
         match self.alloc_fast(layout) {
             Some(FastAlloc::Object(p)) => Ok(p),
             // One call site: two would merge their results in memory.
-            found => self.alloc_slow(layout, matches!(found, Some(FastAlloc::Unlinked))),
+            found => self
+                .alloc_slow(layout, matches!(found, Some(FastAlloc::Unlinked)))
+                .into_result(),
         }
     }
 
@@ -121,10 +151,16 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
     /// unlinked objects to link, most often all that is needed.
     #[cold]
     #[inline(never)]
-    fn alloc_slow(&self, layout: Layout, link: bool) -> AllocResult<NonNull<u8>> {
+    fn alloc_slow(&self, layout: Layout, link: bool) -> SlowAlloc {
         if link && let Some(p) = self.alloc_linking(layout) {
-            return Ok(p);
+            return SlowAlloc::from(Ok(p));
         }
+        SlowAlloc::from(self.alloc_refill(layout))
+    }
+
+    /// Body of `alloc_slow` past linking.
+    #[inline(always)]
+    fn alloc_refill(&self, layout: Layout) -> AllocResult<NonNull<u8>> {
         // Page runs, large alignments, the shared slot, slab refills, and
         // pops that found a fault.
         if layout.size() == 0 {
