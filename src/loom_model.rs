@@ -36,6 +36,7 @@ impl Slab {
         let geo = SlabGeometry {
             class: 0,
             order: 0,
+            slab_bytes,
             object_bytes,
             nr_objects,
             inverse: crate::slab::size_class::size_inverse(object_bytes),

@@ -303,7 +303,7 @@ impl<'a, const PAGE_SIZE: usize> SlabCpu<'a, PAGE_SIZE> {
         unsafe { hdr.free_local(obj) }.ok()?;
         self.counters.class(class).live_objects.sub(1);
         if hdr.nr_allocated() == 0 {
-            self.count_empty_bytes(PAGE_SIZE << hdr.order());
+            self.count_empty_bytes(hdr.slab_bytes());
             return Some(true);
         }
         Some(false)
@@ -314,7 +314,7 @@ impl<'a, const PAGE_SIZE: usize> SlabCpu<'a, PAGE_SIZE> {
     fn handed_out(&mut self, class: SizeClass, hdr: &SlabHeader, obj: *mut u8) -> NonNull<u8> {
         if hdr.nr_allocated() == 1 {
             // The (active) slab was empty (L3).
-            self.uncount_empty_bytes(PAGE_SIZE << hdr.order());
+            self.uncount_empty_bytes(hdr.slab_bytes());
         }
         self.counters.class(class).live_objects.add(1);
         if DEBUG {
@@ -419,6 +419,7 @@ impl<'a, const PAGE_SIZE: usize> SlabCpu<'a, PAGE_SIZE> {
         let geo = SlabGeometry {
             class: class.0,
             order,
+            slab_bytes: bytes,
             object_bytes: table.object_bytes(class),
             nr_objects: table.objects_per_slab(class),
             inverse: table.inverse(class),

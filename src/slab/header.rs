@@ -107,6 +107,8 @@ pub(crate) struct SlabHeader {
     /// `class | order << 8`.
     class_order: AtomicU32,
     owner_cpu: AtomicU32,
+    /// `PAGE_SIZE << order`, what the fast paths count as empty bytes.
+    slab_bytes: AtomicU32,
     // --- cache line 1: owner-only alloc bitmap ---
     alloc_bits: CacheLine<[Cell<u64>; BITMAP_WORDS]>,
     // --- cache line 2: written by remote CPUs ---
@@ -187,6 +189,8 @@ const _: () = {
 pub(crate) struct SlabGeometry {
     pub(crate) class: u8,
     pub(crate) order: u32,
+    /// `PAGE_SIZE << order`.
+    pub(crate) slab_bytes: usize,
     pub(crate) object_bytes: usize,
     pub(crate) nr_objects: usize,
     /// `size_inverse(object_bytes)` (C4).
@@ -267,6 +271,7 @@ impl SlabHeader {
                 nr_objects: AtomicU32::new(geo.nr_objects as u32),
                 class_order: AtomicU32::new(geo.class as u32 | (geo.order << 8)),
                 owner_cpu: AtomicU32::new(owner_cpu as u32),
+                slab_bytes: AtomicU32::new(geo.slab_bytes as u32),
                 alloc_bits: CacheLine([const { Cell::new(0) }; BITMAP_WORDS]),
                 #[cfg(not(loom))]
                 remote_bits: CacheLine([const { AtomicU64::new(0) }; BITMAP_WORDS]),
@@ -311,6 +316,11 @@ impl SlabHeader {
     #[inline]
     pub(crate) fn order(&self) -> u32 {
         self.class_order.load(Ordering::Relaxed) >> 8
+    }
+
+    #[inline]
+    pub(crate) fn slab_bytes(&self) -> usize {
+        self.slab_bytes.load(Ordering::Relaxed) as usize
     }
 
     #[inline]
