@@ -526,7 +526,8 @@ impl SlabHeader {
         if word & bit == 0 {
             return Err(FreeFault::DoubleFree);
         }
-        self.alloc_bits[w].set(word & !bit);
+        // Clears the bit, which is set: no mask to invert.
+        self.alloc_bits[w].set(word ^ bit);
         // SAFETY: obj is an allocated object of this slab (bit was set) that
         // the caller gives back; its first word becomes the free-list link.
         unsafe { obj.cast::<*mut u8>().write(self.free_head.get()) };
