@@ -43,7 +43,7 @@ impl SizeClass {
 ///   and `objects[c] <= MAX_OBJECTS`: every object a slab has, it hands
 ///   out.
 /// - C4: `inverses[c]` times the odd part of `sizes[c]` is 1 modulo
-///   2^`usize::BITS`, so [`exact_index`] finds an object's index with one
+///   2^`usize::BITS`, so `exact_index` finds an object's index with one
 ///   multiply and tells a non-boundary offset by the size of the result.
 /// - C5: `nr_classes <= MAX_CLASSES`, and every [`SizeClass`] is made here
 ///   from an index below `nr_classes` (C2 for `index`), so any class
