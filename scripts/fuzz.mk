@@ -65,7 +65,7 @@ miri: setup-fuzz
 	$(MIRI) --features debug-checks --test faults --test slab
 
 # Measured on 2 shared cores (seconds of Miri): unit 2 (the exhaustive
-# reciprocal test, pure arithmetic, is skipped), buddy 23, slab 20,
+# object-index test, pure arithmetic, is skipped), buddy 23, slab 20,
 # facade 80, faults 51, model 43, stress 63: about 4.5 minutes in all.
 miri-smoke: setup-fuzz
 	$(MIRI) $(MIRI_SUITES)

@@ -50,7 +50,7 @@ mod slab {
     #[path = "header.rs"]
     pub(crate) mod header;
     #[path = "size_class.rs"]
-    mod size_class;
+    pub(crate) mod size_class;
 }
 mod stats;
 pub mod sync;

@@ -36,9 +36,10 @@ impl Slab {
         let geo = SlabGeometry {
             class: 0,
             order: 0,
+            slab_bytes,
             object_bytes,
             nr_objects,
-            recip: (1u64 << 32).div_ceil(object_bytes as u64) as u32,
+            inverse: crate::slab::size_class::size_inverse(object_bytes),
         };
         let hdr = SlabHeader::addr_for(base, slab_bytes);
         assert!(nr_objects * object_bytes <= hdr - base);

@@ -8,7 +8,7 @@ use crate::error::{AllocError, AllocResult};
 use crate::fault::{Fault, FaultKind, FreeRejection};
 use crate::platform::Platform;
 use crate::slab::header::{FreeFault, SlabHeader};
-use crate::slab::{ReleasedSlab, SizeClass, SlabAllocResult, SlabCpu};
+use crate::slab::{FastAlloc, ReleasedSlab, SizeClass, SlabAllocResult, SlabCpu};
 use crate::sync::Ordering;
 use core::alloc::Layout;
 use core::ptr::NonNull;
@@ -29,6 +29,34 @@ impl ReleaseBatch<'_> {
             slabs: [const { None }; RELEASE_BATCH],
             len: 0,
         }
+    }
+}
+
+/// `alloc_slow`'s result: an `AllocResult<NonNull<u8>>` as two scalars,
+/// which come back in two registers (the `Result` is returned through
+/// memory, so the fast path would need a stack frame to call the slow one).
+struct SlowAlloc {
+    /// The object, or `None` and `err`.
+    ptr: Option<NonNull<u8>>,
+    err: AllocError,
+}
+
+impl SlowAlloc {
+    #[inline(always)]
+    fn from(result: AllocResult<NonNull<u8>>) -> Self {
+        match result {
+            Ok(p) => Self {
+                ptr: Some(p),
+                // Unread.
+                err: AllocError::NoMemory,
+            },
+            Err(err) => Self { ptr: None, err },
+        }
+    }
+
+    #[inline(always)]
+    fn into_result(self) -> AllocResult<NonNull<u8>> {
+        self.ptr.ok_or(self.err)
     }
 }
 
@@ -73,20 +101,24 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
     /// # Errors
     /// `InvalidParam` for a zero size; `NoMemory` when memory is exhausted
     /// (or before `init`).
-    #[inline]
+    #[inline(always)]
     pub fn alloc(&self, layout: Layout) -> AllocResult<NonNull<u8>> {
         match self.alloc_fast(layout) {
-            Some(p) => Ok(p),
-            None => self.alloc_slow(layout),
+            Some(FastAlloc::Object(p)) => Ok(p),
+            // One call site: two would merge their results in memory.
+            found => self
+                .alloc_slow(layout, matches!(found, Some(FastAlloc::Unlinked)))
+                .into_result(),
         }
     }
 
     /// The fast path: a pop from the active slab of the current CPU's class.
-    /// `None` (nothing changed) sends the caller to `alloc_slow`. It returns
-    /// a bare pointer in a register: nested results here cost more than the
-    /// pop itself (spilled, then reloaded across a store-forwarding stall).
+    /// `None` (nothing changed) sends the caller to `alloc_slow`, and
+    /// `Unlinked` to `alloc_slow` with `link` set. It returns a bare
+    /// pointer in a register: nested results here cost more than the pop
+    /// itself (spilled, then reloaded across a store-forwarding stall).
     #[inline(always)]
-    fn alloc_fast(&self, layout: Layout) -> Option<NonNull<u8>> {
+    fn alloc_fast(&self, layout: Layout) -> Option<FastAlloc> {
         if !fast(&layout) {
             return None;
         }
@@ -101,12 +133,36 @@ impl<const PAGE_SIZE: usize, P: Platform> GlobalAllocator<PAGE_SIZE, P> {
         })
     }
 
-    /// Every allocation the fast path does not serve: page runs, large
-    /// alignments, the shared slot, slab refills, and pops that found a
-    /// fault.
+    /// The fast path found the active slab's free list empty and unlinked
+    /// objects in it: links a batch of them and pops one, with what the
+    /// fast path checks checked again (the context may have moved).
+    #[inline(always)]
+    fn alloc_linking(&self, layout: Layout) -> Option<NonNull<u8>> {
+        let class = Self::TABLE.class_of_small(layout.size());
+        self.on_own_slot(|s| {
+            if !s.slot.pending.is_empty() {
+                return None;
+            }
+            s.slab().alloc_linking(class)
+        })
+    }
+
+    /// Every allocation the fast path does not serve; `link`: it found
+    /// unlinked objects to link, most often all that is needed.
     #[cold]
     #[inline(never)]
-    fn alloc_slow(&self, layout: Layout) -> AllocResult<NonNull<u8>> {
+    fn alloc_slow(&self, layout: Layout, link: bool) -> SlowAlloc {
+        if link && let Some(p) = self.alloc_linking(layout) {
+            return SlowAlloc::from(Ok(p));
+        }
+        SlowAlloc::from(self.alloc_refill(layout))
+    }
+
+    /// Body of `alloc_slow` past linking.
+    #[inline(always)]
+    fn alloc_refill(&self, layout: Layout) -> AllocResult<NonNull<u8>> {
+        // Page runs, large alignments, the shared slot, slab refills, and
+        // pops that found a fault.
         if layout.size() == 0 {
             return Err(AllocError::InvalidParam);
         }

@@ -45,6 +45,15 @@ impl ReleasedSlab {
     }
 }
 
+/// What [`SlabCpu::alloc_small`] found.
+pub(crate) enum FastAlloc {
+    /// An object, handed out.
+    Object(NonNull<u8>),
+    /// The free list is empty, the slab has unlinked objects: linking
+    /// them is a call, which the fast path leaves to its caller.
+    Unlinked,
+}
+
 /// One class's owner-only lists (the fast paths read `active` of one
 /// class).
 ///
@@ -239,16 +248,32 @@ impl<'a, const PAGE_SIZE: usize> SlabCpu<'a, PAGE_SIZE> {
     #[inline(always)]
     pub(crate) fn alloc_class(&mut self, class: SizeClass) -> SlabAllocResult {
         match self.alloc_small(class) {
-            Some(p) => SlabAllocResult::Allocated(p),
-            None => self.alloc_slow(class),
+            Some(FastAlloc::Object(p)) => SlabAllocResult::Allocated(p),
+            // The slow path links unlinked objects too.
+            _ => self.alloc_slow(class),
         }
     }
 
-    /// Fast path of the facade: an object of `class` from its active slab,
-    /// or `None` when that slab has no free object or refuses to pop one
-    /// (nothing changed; take [`Self::alloc_class`]).
+    /// Fast path of the facade: an object of `class` from its active
+    /// slab's free list; [`FastAlloc::Unlinked`] when that list is empty
+    /// but the slab has unlinked objects (take [`Self::alloc_linking`]);
+    /// `None` for anything else (take [`Self::alloc_class`]). Nothing
+    /// changed unless an object is returned.
     #[inline(always)]
-    pub(crate) fn alloc_small(&mut self, class: SizeClass) -> Option<NonNull<u8>> {
+    pub(crate) fn alloc_small(&mut self, class: SizeClass) -> Option<FastAlloc> {
+        // SAFETY: `active` is null or a live slab of this class (L1).
+        let hdr = unsafe { self.caches.lists(class).active.as_ref() }?;
+        match hdr.pop_listed() {
+            Some(obj) => Some(FastAlloc::Object(self.handed_out(class, hdr, obj))),
+            None if hdr.needs_linking() => Some(FastAlloc::Unlinked),
+            None => None,
+        }
+    }
+
+    /// [`Self::alloc_small`], linking the active slab's unlinked objects
+    /// when its free list is empty.
+    #[inline(always)]
+    pub(crate) fn alloc_linking(&mut self, class: SizeClass) -> Option<NonNull<u8>> {
         // SAFETY: `active` is null or a live slab of this class (L1).
         let hdr = unsafe { self.caches.lists(class).active.as_ref() }?;
         let obj = hdr.pop()?;
@@ -278,7 +303,7 @@ impl<'a, const PAGE_SIZE: usize> SlabCpu<'a, PAGE_SIZE> {
         unsafe { hdr.free_local(obj) }.ok()?;
         self.counters.class(class).live_objects.sub(1);
         if hdr.nr_allocated() == 0 {
-            self.count_empty_bytes(PAGE_SIZE << hdr.order());
+            self.count_empty_bytes(hdr.slab_bytes());
             return Some(true);
         }
         Some(false)
@@ -289,7 +314,7 @@ impl<'a, const PAGE_SIZE: usize> SlabCpu<'a, PAGE_SIZE> {
     fn handed_out(&mut self, class: SizeClass, hdr: &SlabHeader, obj: *mut u8) -> NonNull<u8> {
         if hdr.nr_allocated() == 1 {
             // The (active) slab was empty (L3).
-            self.uncount_empty_bytes(PAGE_SIZE << hdr.order());
+            self.uncount_empty_bytes(hdr.slab_bytes());
         }
         self.counters.class(class).live_objects.add(1);
         if DEBUG {
@@ -394,9 +419,10 @@ impl<'a, const PAGE_SIZE: usize> SlabCpu<'a, PAGE_SIZE> {
         let geo = SlabGeometry {
             class: class.0,
             order,
+            slab_bytes: bytes,
             object_bytes: table.object_bytes(class),
             nr_objects: table.objects_per_slab(class),
-            recip: table.recip(class),
+            inverse: table.inverse(class),
         };
         let base = base.as_ptr();
         let hdr = base

@@ -15,7 +15,7 @@
 //! written by other CPUs). All access goes through `&SlabHeader`, never
 //! `&mut`, so a remote CPU's shared reference never aliases a unique one.
 
-use super::size_class::MAX_OBJECTS;
+use super::size_class::{MAX_OBJECTS, exact_index};
 use crate::debug;
 use crate::sync::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use core::cell::Cell;
@@ -98,15 +98,17 @@ pub(crate) struct SlabHeader {
     /// carved from: `absorb_remote` derives object pointers from it.
     base: AtomicPtr<u8>,
     magic: AtomicUsize,
+    /// C4's inverse of `object_bytes`: `index_of` without a division.
+    inverse: AtomicUsize,
     object_bytes: AtomicU32,
-    recip: AtomicU32,
+    /// `object_bytes.trailing_zeros()`, for `index_of`.
+    shift: AtomicU32,
     nr_objects: AtomicU32,
-    /// `nr_objects * object_bytes`: the bounds check of `index_of` without
-    /// a multiply.
-    span: AtomicU32,
     /// `class | order << 8`.
     class_order: AtomicU32,
     owner_cpu: AtomicU32,
+    /// `PAGE_SIZE << order`, what the fast paths count as empty bytes.
+    slab_bytes: AtomicU32,
     // --- cache line 1: owner-only alloc bitmap ---
     alloc_bits: CacheLine<[Cell<u64>; BITMAP_WORDS]>,
     // --- cache line 2: written by remote CPUs ---
@@ -187,9 +189,12 @@ const _: () = {
 pub(crate) struct SlabGeometry {
     pub(crate) class: u8,
     pub(crate) order: u32,
+    /// `PAGE_SIZE << order`.
+    pub(crate) slab_bytes: usize,
     pub(crate) object_bytes: usize,
     pub(crate) nr_objects: usize,
-    pub(crate) recip: u32,
+    /// `size_inverse(object_bytes)` (C4).
+    pub(crate) inverse: usize,
 }
 
 /// What made [`SlabHeader::pop`] refuse although the slab has free objects;
@@ -260,12 +265,13 @@ impl SlabHeader {
                 unlinked: Cell::new(geo.nr_objects as u16),
                 base: AtomicPtr::new(base),
                 magic: AtomicUsize::new(MAGIC ^ base.addr()),
+                inverse: AtomicUsize::new(geo.inverse),
                 object_bytes: AtomicU32::new(geo.object_bytes as u32),
-                recip: AtomicU32::new(geo.recip),
+                shift: AtomicU32::new(geo.object_bytes.trailing_zeros()),
                 nr_objects: AtomicU32::new(geo.nr_objects as u32),
-                span: AtomicU32::new((geo.nr_objects * geo.object_bytes) as u32),
                 class_order: AtomicU32::new(geo.class as u32 | (geo.order << 8)),
                 owner_cpu: AtomicU32::new(owner_cpu as u32),
+                slab_bytes: AtomicU32::new(geo.slab_bytes as u32),
                 alloc_bits: CacheLine([const { Cell::new(0) }; BITMAP_WORDS]),
                 #[cfg(not(loom))]
                 remote_bits: CacheLine([const { AtomicU64::new(0) }; BITMAP_WORDS]),
@@ -313,6 +319,11 @@ impl SlabHeader {
     }
 
     #[inline]
+    pub(crate) fn slab_bytes(&self) -> usize {
+        self.slab_bytes.load(Ordering::Relaxed) as usize
+    }
+
+    #[inline]
     pub(crate) fn owner_cpu(&self) -> usize {
         self.owner_cpu.load(Ordering::Relaxed) as usize
     }
@@ -339,6 +350,13 @@ impl SlabHeader {
         self.nr_allocated.get() as usize
     }
 
+    /// Whether the free list is empty and unlinked objects remain: `pop`
+    /// would link them.
+    #[inline]
+    pub(crate) fn needs_linking(&self) -> bool {
+        self.free_head.get().is_null() && self.unlinked.get() != 0
+    }
+
     #[inline]
     pub(crate) fn has_free(&self) -> bool {
         !self.free_head.get().is_null() || self.unlinked.get() != 0
@@ -354,13 +372,14 @@ impl SlabHeader {
     #[inline(always)]
     fn index_of(&self, obj: usize) -> Result<usize, FreeFault> {
         let off = obj.wrapping_sub(self.base());
-        let size = self.object_bytes();
-        if off >= self.span.load(Ordering::Relaxed) as usize {
-            return Err(FreeFault::NotAnObject);
-        }
-        // C4: exact for every offset inside a slab.
-        let idx = ((off as u64 * self.recip.load(Ordering::Relaxed) as u64) >> 32) as usize;
-        if idx * size != off {
+        // C4: below `nr_objects` exactly for the object boundaries, so one
+        // compare checks both the bounds and the boundary.
+        let idx = exact_index(
+            off,
+            self.inverse.load(Ordering::Relaxed),
+            self.shift.load(Ordering::Relaxed),
+        );
+        if idx >= self.nr_objects() {
             return Err(FreeFault::NotAnObject);
         }
         Ok(idx)
@@ -372,11 +391,23 @@ impl SlabHeader {
     /// S1 or S3 (a corrupted free list, a stray remote bit): then
     /// [`Self::has_free`] still holds and [`Self::repair`] fixes it. So the
     /// fast path never handles a fault; its caller's slow path does.
-    #[inline(always)]
+    #[inline]
     pub(crate) fn pop(&self) -> Option<*mut u8> {
+        if self.free_head.get().is_null() {
+            return self.pop_unlinked();
+        }
+        self.pop_listed()
+    }
+
+    /// [`Self::pop`] for the fast path: the head of the free list only, so
+    /// it calls nothing and its caller needs no stack frame. `None`,
+    /// changing nothing, also while the list is empty (then `pop` links
+    /// unlinked objects).
+    #[inline(always)]
+    pub(crate) fn pop_listed(&self) -> Option<*mut u8> {
         let obj = self.free_head.get();
         if obj.is_null() {
-            return self.pop_unlinked();
+            return None;
         }
         let idx = self.index_of(obj as usize).ok()?;
         let (w, bit) = word_bit(idx);
@@ -436,7 +467,7 @@ impl SlabHeader {
         }
         self.free_head.set(next);
         self.unlinked.set((unlinked - got) as u16);
-        self.pop()
+        self.pop_listed()
     }
 
     /// Fixes what made [`Self::pop`] refuse while [`Self::has_free`] holds
@@ -495,7 +526,8 @@ impl SlabHeader {
         if word & bit == 0 {
             return Err(FreeFault::DoubleFree);
         }
-        self.alloc_bits[w].set(word & !bit);
+        // Clears the bit, which is set: no mask to invert.
+        self.alloc_bits[w].set(word ^ bit);
         // SAFETY: obj is an allocated object of this slab (bit was set) that
         // the caller gives back; its first word becomes the free-list link.
         unsafe { obj.cast::<*mut u8>().write(self.free_head.get()) };

@@ -32,7 +32,7 @@ mod list;
 mod size_class;
 
 pub use allocator::SlabAllocator;
-pub(crate) use caches::{ReleasedSlab, SlabCaches, SlabCpu};
+pub(crate) use caches::{FastAlloc, ReleasedSlab, SlabCaches, SlabCpu};
 pub(crate) use counters::SlabCounters;
 pub use size_class::{MAX_CLASSES, MAX_OBJECT_BYTES, MAX_OBJECTS, SizeClass, SizeClassTable};
 

@@ -42,7 +42,9 @@ impl SizeClass {
 /// - C3: `objects[c] * sizes[c] + HEADER_BYTES <= PAGE_SIZE << orders[c]`
 ///   and `objects[c] <= MAX_OBJECTS`: every object a slab has, it hands
 ///   out.
-/// - C4: `recips[c] = ceil(2^32 / sizes[c])`, exact for offsets in a slab.
+/// - C4: `inverses[c]` times the odd part of `sizes[c]` is 1 modulo
+///   2^`usize::BITS`, so `exact_index` finds an object's index with one
+///   multiply and tells a non-boundary offset by the size of the result.
 /// - C5: `nr_classes <= MAX_CLASSES`, and every [`SizeClass`] is made here
 ///   from an index below `nr_classes` (C2 for `index`), so any class
 ///   indexes an array of `MAX_CLASSES` entries.
@@ -52,7 +54,7 @@ pub struct SizeClassTable<const PAGE_SIZE: usize> {
     sizes: [u16; MAX_CLASSES],
     orders: [u8; MAX_CLASSES],
     objects: [u16; MAX_CLASSES],
-    recips: [u32; MAX_CLASSES],
+    inverses: [usize; MAX_CLASSES],
     index: [u8; INDEX_LEN],
 }
 
@@ -74,7 +76,7 @@ impl<const PAGE_SIZE: usize> SizeClassTable<PAGE_SIZE> {
             sizes: [0; MAX_CLASSES],
             orders: [0; MAX_CLASSES],
             objects: [0; MAX_CLASSES],
-            recips: [0; MAX_CLASSES],
+            inverses: [0; MAX_CLASSES],
             index: [0; INDEX_LEN],
         };
         let mut c = 0;
@@ -89,7 +91,7 @@ impl<const PAGE_SIZE: usize> SizeClassTable<PAGE_SIZE> {
             t.sizes[c] = size as u16;
             t.orders[c] = order;
             t.objects[c] = objects as u16;
-            t.recips[c] = (1u64 << 32).div_ceil(size as u64) as u32;
+            t.inverses[c] = size_inverse(size);
             c += 1;
         }
         let mut i = 0;
@@ -214,9 +216,38 @@ impl<const PAGE_SIZE: usize> SizeClassTable<PAGE_SIZE> {
     }
 
     #[inline]
-    pub(crate) fn recip(&self, class: SizeClass) -> u32 {
-        self.recips[class.index()]
+    pub(crate) fn inverse(&self, class: SizeClass) -> usize {
+        self.inverses[class.index()]
     }
+}
+
+/// The inverse of the odd part of `size` modulo 2^`usize::BITS` (C4).
+pub(crate) const fn size_inverse(size: usize) -> usize {
+    assert!(size != 0);
+    let odd = size >> size.trailing_zeros();
+    // Newton's iteration doubles the correct low bits; any odd number is
+    // its own inverse modulo 8, so five steps cover 64 bits.
+    let mut x = odd;
+    let mut i = 0;
+    while i < 5 {
+        x = x.wrapping_mul(2usize.wrapping_sub(odd.wrapping_mul(x)));
+        i += 1;
+    }
+    assert!(x.wrapping_mul(odd) == 1, "C4");
+    x
+}
+
+/// `off / size` if `size` divides `off`, else a value above
+/// `usize::MAX / size`, where `inverse` is `size_inverse(size)` and `shift`
+/// is `size.trailing_zeros()`: the divisibility test of Granlund and
+/// Montgomery. Multiplying by the inverse maps the multiples of the odd
+/// part, and only those, onto `0..=usize::MAX / odd`; the rotation moves
+/// any low bits a multiple of the power of two would not have to the top.
+/// So `exact_index(off, ..) < n` holds exactly for the object boundaries
+/// `off < n * size`.
+#[inline(always)]
+pub(crate) const fn exact_index(off: usize, inverse: usize, shift: u32) -> usize {
+    off.wrapping_mul(inverse).rotate_right(shift)
 }
 
 #[cfg(test)]
@@ -253,20 +284,35 @@ mod tests {
     }
 
     /// Pure integer arithmetic over every offset of every slab: nothing for
-    /// Miri to check, and about 3 minutes under it.
+    /// Miri to check, and minutes under it.
     #[test]
     #[cfg_attr(miri, ignore = "exhaustive arithmetic, no memory access")]
-    fn reciprocal_division_is_exact_in_a_slab() {
-        for c in T.classes() {
-            let size = T.object_bytes(c) as u64;
-            let span = 4096u64 << T.slab_order(c);
-            for off in 0..span {
-                assert_eq!(
-                    (off * T.recip(c) as u64) >> 32,
-                    off / size,
-                    "C4 class {size} off {off}"
-                );
+    fn exact_index_finds_exactly_the_object_boundaries() {
+        for t in [&T, &SizeClassTable::<4096>::seed()] {
+            for c in t.classes() {
+                let size = t.object_bytes(c);
+                let n = t.objects_per_slab(c);
+                let (inverse, shift) = (t.inverse(c), size.trailing_zeros());
+                let span = 4096usize << t.slab_order(c);
+                // Every offset in the slab, and as many below its base (an
+                // address below the base wraps to a huge offset).
+                for off in (0..span).chain((1..=span).map(|k| 0usize.wrapping_sub(k))) {
+                    let idx = exact_index(off, inverse, shift);
+                    let object = off.is_multiple_of(size) && off / size < n;
+                    assert_eq!(idx < n, object, "C4 class {size} off {off:#x}");
+                    if off.is_multiple_of(size) {
+                        assert_eq!(idx, off / size, "C4 class {size} off {off:#x}");
+                    }
+                }
             }
+        }
+    }
+
+    #[test]
+    fn size_inverse_inverts_every_odd_part() {
+        for size in (8..=MAX_OBJECT_BYTES).step_by(8) {
+            let odd = size >> size.trailing_zeros();
+            assert_eq!(size_inverse(size).wrapping_mul(odd), 1, "size {size}");
         }
     }
 
