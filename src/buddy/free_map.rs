@@ -39,10 +39,10 @@ struct Tree {
 ///   order `k`, B1).
 /// - F2: bit `j` of level `l + 1` is set iff word `j` of level `l` is not
 ///   zero.
-/// - F4: below `MAX_ORDER`, two buddies are never both free (the buddy
-///   merges them), so a level-0 bit stands for exactly one free block.
 /// - F3: `words` points to `words_for(nr_pages)` words that only this map
 ///   reads or writes, derived from the region's pointer (B7).
+/// - F4: below `MAX_ORDER`, two buddies are never both free (the buddy
+///   merges them), so a level-0 bit stands for exactly one free block.
 pub(crate) struct FreeMap {
     words: NonNull<u64>,
     trees: [Tree; NR_ORDERS],
@@ -64,23 +64,36 @@ const fn positions(nr_pages: usize, order: u32) -> usize {
     (nr_pages >> (order + pair_shift(order))) + 2
 }
 
+/// The trees of a section of `nr_pages` pages, laid out one after the
+/// other, and the words they take in all.
+const fn shape(nr_pages: usize) -> ([Tree; NR_ORDERS], usize) {
+    let mut trees = [Tree {
+        level_start: [0; MAX_LEVELS],
+        levels: 0,
+    }; NR_ORDERS];
+    let mut at = 0;
+    let mut order = 0;
+    while order < NR_ORDERS {
+        let tree = &mut trees[order];
+        let mut n = positions(nr_pages, order as u32).div_ceil(64);
+        loop {
+            tree.level_start[tree.levels as usize] = at as u32;
+            tree.levels += 1;
+            at += n;
+            if n == 1 {
+                break;
+            }
+            n = n.div_ceil(64);
+        }
+        order += 1;
+    }
+    (trees, at)
+}
+
 impl FreeMap {
     /// Words the map of a section of `nr_pages` pages takes.
     pub(crate) const fn words_for(nr_pages: usize) -> usize {
-        let mut total = 0;
-        let mut order = 0;
-        while order < NR_ORDERS as u32 {
-            let mut n = positions(nr_pages, order).div_ceil(64);
-            loop {
-                total += n;
-                if n == 1 {
-                    break;
-                }
-                n = n.div_ceil(64);
-            }
-            order += 1;
-        }
-        total
+        shape(nr_pages).1
     }
 
     /// An empty map over `words`.
@@ -89,25 +102,8 @@ impl FreeMap {
     /// `words` is valid for reads and writes of `words_for(nr_pages)`
     /// aligned `u64`s, used for nothing else while the map lives.
     pub(crate) unsafe fn new(words: NonNull<u64>, base_pfn: usize, nr_pages: usize) -> Self {
-        let mut trees = [Tree {
-            level_start: [0; MAX_LEVELS],
-            levels: 0,
-        }; NR_ORDERS];
-        let mut at = 0;
-        for (order, tree) in trees.iter_mut().enumerate() {
-            let mut n = positions(nr_pages, order as u32).div_ceil(64);
-            loop {
-                tree.level_start[tree.levels as usize] = at as u32;
-                tree.levels += 1;
-                at += n;
-                if n == 1 {
-                    break;
-                }
-                n = n.div_ceil(64);
-            }
-        }
-        debug_assert_eq!(at, Self::words_for(nr_pages));
-        for i in 0..at {
+        let (trees, len) = shape(nr_pages);
+        for i in 0..len {
             // SAFETY: i < words_for(nr_pages), the caller's contract.
             unsafe { words.add(i).write(0) };
         }

@@ -9,9 +9,9 @@ use super::page_meta::{PageKind, PageMeta};
 use crate::config::{MAX_ORDER, NR_ORDERS};
 use core::ptr::NonNull;
 
-/// Which end of free memory a block is taken from: the lowest or highest
-/// free block of the smallest order that fits. Slabs come from the high
-/// end and page runs from the low end, so that the two kinds of
+/// Which end of free memory a block is taken from (see
+/// [`Section::alloc_block`]). Slabs come from the high end and page runs
+/// from the low end, so that the two kinds of
 /// allocation, which live on different time scales, do not interleave and
 /// large free blocks survive between them (grouping by mobility, as Linux
 /// does by pageblock).
@@ -158,15 +158,22 @@ impl Section {
         self.free_pages -= 1 << order;
     }
 
+    /// The buddy of the block at `idx` of `order`, if it lies wholly in
+    /// the section.
+    #[inline(always)]
+    fn buddy_of(&self, idx: usize, order: u32) -> Option<usize> {
+        let buddy = ((self.base_pfn + idx) ^ (1 << order)).checked_sub(self.base_pfn)?;
+        (buddy + (1 << order) <= self.nr_pages).then_some(buddy)
+    }
+
     /// Frees the naturally aligned block at `idx` of `order`, merging it
     /// with free buddies. The block's pages must all be `Tail`.
     pub(crate) fn free_block(&mut self, mut idx: usize, mut order: u32) {
         while order < MAX_ORDER as u32 {
-            let buddy_pfn = (self.base_pfn + idx) ^ (1 << order);
-            let Some(buddy) = buddy_pfn.checked_sub(self.base_pfn) else {
+            let Some(buddy) = self.buddy_of(idx, order) else {
                 break;
             };
-            if buddy + (1 << order) > self.nr_pages || !self.meta_checked(buddy).is_free(order) {
+            if !self.meta_checked(buddy).is_free(order) {
                 break;
             }
             self.remove_free(buddy, order);
@@ -199,17 +206,28 @@ impl Section {
         (self.nonempty_orders != 0).then(|| 31 - self.nonempty_orders.leading_zeros())
     }
 
-    /// Free blocks of `order` (walks its bitmap: statistics only).
+    /// Whether the block at an index is a free block of `order`: what the
+    /// free map asks to tell a pair of buddies apart (F4).
+    #[inline(always)]
+    fn is_free_at(&self, order: u32) -> impl Fn(usize) -> bool + Copy + '_ {
+        move |i| self.meta(i).is_free(order)
+    }
+
+    /// The free blocks of `order`, lowest first (walks its bitmap: slow
+    /// paths and statistics only).
+    fn free_blocks(&self, order: u32) -> impl Iterator<Item = usize> + '_ {
+        self.free.iter(order, self.is_free_at(order))
+    }
+
+    /// Free blocks of `order` (statistics only).
     pub(crate) fn count_free_blocks(&self, order: u32) -> usize {
-        self.free
-            .iter(order, |i| self.meta(i).is_free(order))
-            .count()
+        self.free_blocks(order).count()
     }
 
     /// The free block of `order` nearest the `placement`'s end. Some block
     /// of `order` must be free.
     fn pick(&self, order: u32, placement: Placement) -> usize {
-        let is_free = |i| self.meta(i).is_free(order);
+        let is_free = self.is_free_at(order);
         let found = match placement {
             Placement::Low => self.free.lowest(order, is_free),
             Placement::High => self.free.highest(order, is_free),
@@ -319,7 +337,7 @@ impl Section {
             .saturating_sub(1)
             .min(MAX_ORDER as u32);
         for order in (min_order..=MAX_ORDER as u32).rev() {
-            for block in self.free.iter(order, |i| self.meta(i).is_free(order)) {
+            for block in self.free_blocks(order) {
                 let mut start = block;
                 while let Some((head, _)) = start
                     .checked_sub(1)
@@ -380,7 +398,7 @@ impl Section {
                 self.nonempty_orders & (1 << order) != 0,
                 "B5 order {order}"
             );
-            for idx in self.free.iter(order, |i| self.meta(i).is_free(order)) {
+            for idx in self.free_blocks(order) {
                 let m = self.meta(idx);
                 assert!(
                     idx + (1 << order) <= self.nr_pages,
@@ -398,10 +416,8 @@ impl Section {
                         "B2: page {t} in free block {idx}"
                     );
                 }
-                let buddy = ((self.base_pfn + idx) ^ (1 << order)).checked_sub(self.base_pfn);
-                if let Some(buddy) = buddy
+                if let Some(buddy) = self.buddy_of(idx, order)
                     && order < MAX_ORDER as u32
-                    && buddy + (1 << order) <= self.nr_pages
                 {
                     assert!(
                         !self.meta(buddy).is_free(order),
